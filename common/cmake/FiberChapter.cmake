@@ -1,0 +1,77 @@
+# fiber_chapter(): builds one chapter from its folder alone.
+#
+# Every chapter's CMakeLists.txt is the same single call, so that file never
+# shows up in a chapter diff. Names come from the folder: 04-reactor gives the
+# prefix 04, the library 04_fiber, the programs 04_sleep, 04_tests, 04_bench.
+#
+#   fiber/*.cpp      the runtime library (header-only while there is none)
+#   examples/X.cpp   one program each; examples/X.expect lists the output it
+#                    must print (see run_example.cmake) and registers it with
+#                    CTest under the labels "example" and NN
+#   tests/*.cpp      one GoogleTest binary, each test labelled NN
+#   bench/*.cpp      one Google Benchmark binary
+set(FIBER_CMAKE_DIR "${CMAKE_CURRENT_LIST_DIR}")
+
+function(fiber_chapter)
+    get_filename_component(dir "${CMAKE_CURRENT_SOURCE_DIR}" NAME)
+    string(SUBSTRING "${dir}" 0 2 nn)
+
+    file(GLOB lib_sources CONFIGURE_DEPENDS fiber/*.cpp)
+    if(lib_sources)
+        add_library(${nn}_fiber STATIC ${lib_sources})
+        set(scope PUBLIC)
+    else()
+        add_library(${nn}_fiber INTERFACE)
+        set(scope INTERFACE)
+    endif()
+    target_include_directories(${nn}_fiber ${scope} "${CMAKE_CURRENT_SOURCE_DIR}")
+    target_link_libraries(${nn}_fiber ${scope} fiber_common)
+
+    file(GLOB examples CONFIGURE_DEPENDS examples/*.cpp)
+    foreach(src IN LISTS examples)
+        get_filename_component(name "${src}" NAME_WE)
+        add_executable(${nn}_${name} "${src}")
+        set_target_properties(${nn}_${name} PROPERTIES OUTPUT_NAME ${name})
+        target_link_libraries(${nn}_${name} PRIVATE ${nn}_fiber)
+        fiber_add_example_test(${nn} ${name} "${CMAKE_CURRENT_SOURCE_DIR}/examples/${name}.expect")
+    endforeach()
+
+    file(GLOB tests CONFIGURE_DEPENDS tests/*.cpp)
+    if(FIBER_BUILD_TESTS AND tests)
+        add_executable(${nn}_tests ${tests})
+        target_link_libraries(${nn}_tests PRIVATE ${nn}_fiber fiber_testing GTest::gtest_main)
+        gtest_discover_tests(${nn}_tests
+            TEST_PREFIX "${nn}/"
+            DISCOVERY_MODE PRE_TEST
+            DISCOVERY_TIMEOUT 120
+            PROPERTIES LABELS ${nn} TIMEOUT ${FIBER_TEST_TIMEOUT})
+    endif()
+
+    file(GLOB benches CONFIGURE_DEPENDS bench/*.cpp)
+    if(FIBER_BUILD_BENCH AND benches)
+        add_executable(${nn}_bench ${benches})
+        target_link_libraries(${nn}_bench PRIVATE ${nn}_fiber fiber_alloc_counter
+                              benchmark::benchmark_main)
+    endif()
+endfunction()
+
+# Registers an example with CTest. The tests run in the order they were added
+# (each depends on the one before), so the tour reads chapter by chapter.
+function(fiber_add_example_test nn name expect_file)
+    if(NOT EXISTS "${expect_file}")
+        message(FATAL_ERROR "${expect_file} is missing: every example lists its expected output")
+    endif()
+    set(test ${nn}/example/${name})
+    add_test(NAME ${test}
+        COMMAND "${CMAKE_COMMAND}"
+            "-DPROGRAM=$<TARGET_FILE:${nn}_${name}>"
+            "-DEXPECT=${expect_file}"
+            "-DEMULATOR=${CMAKE_CROSSCOMPILING_EMULATOR}"
+            -P "${FIBER_CMAKE_DIR}/run_example.cmake")
+    set_tests_properties(${test} PROPERTIES LABELS "example;${nn}" TIMEOUT ${FIBER_TEST_TIMEOUT})
+    get_property(previous GLOBAL PROPERTY FIBER_LAST_EXAMPLE)
+    if(previous)
+        set_tests_properties(${test} PROPERTIES DEPENDS ${previous})
+    endif()
+    set_property(GLOBAL PROPERTY FIBER_LAST_EXAMPLE ${test})
+endfunction()

@@ -1,0 +1,41 @@
+# Warnings, the symmetric-transfer flag, and sanitizers, for every chapter.
+find_package(Threads REQUIRED)
+
+add_compile_options(-Wall -Wextra -Wpedantic)
+if(FIBER_WERROR)
+    add_compile_options(-Werror)
+endif()
+
+# Symmetric transfer (await_suspend returning a handle) is only a tail call
+# when the compiler makes it one. Clang does at every -O level; GCC 12 needs
+# sibling-call optimization, which it only turns on at -O2. Without it a loop
+# of one million co_awaits overflows the stack. TUTORIAL.md, chapter 1.
+if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+    add_compile_options(-foptimize-sibling-calls)
+endif()
+
+if(FIBER_SANITIZE STREQUAL "address")
+    set(san -fsanitize=address,undefined -fno-sanitize-recover=all)
+    add_compile_options(${san} -fno-omit-frame-pointer)
+    add_link_options(${san})
+    if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+        # GCC's use-after-scope instrumentation blocks the tail call above.
+        add_compile_options(-fno-sanitize-address-use-after-scope)
+    endif()
+elseif(FIBER_SANITIZE STREQUAL "thread")
+    if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+        message(FATAL_ERROR
+            "GCC's ThreadSanitizer build loses the tail call of symmetric "
+            "transfer, whatever the flags, and the stack test overflows. "
+            "Configure with clang++ (the tsan preset does).")
+    endif()
+    add_compile_options(-fsanitize=thread)
+    add_link_options(-fsanitize=thread)
+elseif(NOT FIBER_SANITIZE STREQUAL "")
+    message(FATAL_ERROR "FIBER_SANITIZE must be empty, address or thread")
+endif()
+
+if(WIN32)
+    # One self-contained .exe per program: wine then needs no MinGW DLLs.
+    add_link_options(-static)
+endif()
