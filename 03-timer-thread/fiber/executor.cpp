@@ -49,18 +49,18 @@ void Scheduler::spawn(Task<> task) {
         if (roots_) roots_->prev = &p;
         roots_ = &p;
         ready_.push_back(root);
+        wakeup_.notify_one();
     }
-    wakeup_.notify_one();
 }
 
 void Scheduler::schedule(std::coroutine_handle<> h) {
-    {
-        std::lock_guard lock(mutex_);
-        ready_.push_back(h);
-        --wakers_;  // the waker that called us is used up
-    }
-    // Notify after unlocking, so the woken thread does not block at once
-    // on the mutex we still hold.
+    std::lock_guard lock(mutex_);
+    ready_.push_back(h);
+    --wakers_;  // the waker that called us is used up
+    // Notify before unlocking. Notifying after the unlock looks cheaper, but
+    // the moment we unlock, run() can take this task, finish it, return, and
+    // the executor can be destroyed, condition variable included, while
+    // this thread is still inside notify_one().
     wakeup_.notify_one();
 }
 
@@ -70,10 +70,8 @@ void Scheduler::waker_created() {
 }
 
 void Scheduler::waker_dropped() {
-    {
-        std::lock_guard lock(mutex_);
-        --wakers_;
-    }
+    std::lock_guard lock(mutex_);
+    --wakers_;
     wakeup_.notify_one();  // run() may be waiting for this very waker
 }
 
