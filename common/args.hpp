@@ -20,7 +20,9 @@ public:
             std::string_view arg = argv[i];
             bool ok = false;
             for (std::string_view k : known) ok = ok || arg == k;
-            if (!ok) fail("unknown argument '" + std::string(arg) + "'");
+            // A value ("--count 5") is accepted right after a known flag.
+            bool value = !arg.starts_with("--") && !args_.empty() && args_.back().starts_with("--");
+            if (!ok && !value) fail("unknown argument '" + std::string(arg) + "'");
             args_.emplace_back(arg);
         }
     }

@@ -46,3 +46,22 @@ if(WIN32)
     # One self-contained .exe per program: wine then needs no MinGW DLLs.
     add_link_options(-static)
 endif()
+
+# The reactor's poller (chapter 4 on): epoll on Linux, kqueue on macOS and
+# the BSDs, IOCP on Windows. -DFIBER_POLLER=kqueue also works on Linux with
+# a kqueue compatibility library (libkqueue) installed.
+if(WIN32)
+    set(poller_default iocp)
+elseif(APPLE OR CMAKE_SYSTEM_NAME MATCHES "BSD|DragonFly")
+    set(poller_default kqueue)
+else()
+    set(poller_default epoll)
+endif()
+set(FIBER_POLLER ${poller_default} CACHE STRING "Reactor backend: epoll, kqueue or iocp")
+set_property(CACHE FIBER_POLLER PROPERTY STRINGS epoll kqueue iocp)
+if(NOT FIBER_POLLER MATCHES "^(epoll|kqueue|iocp)$")
+    message(FATAL_ERROR "FIBER_POLLER must be epoll, kqueue or iocp, not '${FIBER_POLLER}'")
+endif()
+string(TOUPPER "${FIBER_POLLER}" poller_upper)
+add_compile_definitions(FIBER_POLLER_${poller_upper})
+message(STATUS "fiber: reactor poller is ${FIBER_POLLER}")

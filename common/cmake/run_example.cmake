@@ -1,3 +1,4 @@
+cmake_minimum_required(VERSION 3.25)
 # Runs one example and checks its output (cmake -P; called by CTest).
 #
 # The .expect file beside the example: lines starting with '#' are comments,

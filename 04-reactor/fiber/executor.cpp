@@ -1,0 +1,202 @@
+// The executor: a FIFO of ready coroutine handles, fed by any thread.
+#include "fiber/executor.hpp"
+
+#include "fiber/reactor.hpp"
+
+#include <cstdio>
+#include <exception>
+#include <stdexcept>
+
+namespace fiber {
+
+namespace detail {
+
+namespace {
+
+// The scheduler whose run() is on this thread's stack, for current_waker().
+thread_local Scheduler* t_current = nullptr;
+
+Root run_root(Task<> task) { co_await std::move(task); }
+
+}  // namespace
+
+void Root::promise_type::FinalAwaiter::await_suspend(Handle self) noexcept {  // unlink, destroy
+    self.promise().scheduler->unlink(self.promise());
+    self.destroy();  // the task is done; nothing else refers to this frame
+}
+
+void Root::promise_type::unhandled_exception() noexcept {
+    try {
+        throw;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "fiber: a spawned task failed: %s\n", e.what());
+    } catch (...) {
+        std::fprintf(stderr, "fiber: a spawned task failed with a non-standard exception\n");
+    }
+}
+
+Scheduler::~Scheduler() { destroy_all(); }
+
+void Scheduler::spawn(Task<> task) {
+    Root::Handle root = run_root(std::move(task)).handle;
+    Root::promise_type& p = root.promise();
+    p.scheduler = this;
+    {
+        std::lock_guard lock(mutex_);
+        if (closed_) {
+            root.destroy();
+            throw std::logic_error("fiber::Spawner::spawn: the executor has been destroyed");
+        }
+        p.next = roots_;
+        if (roots_) roots_->prev = &p;
+        roots_ = &p;
+        ready_.push_back(root);
+        wakeup_.notify_one();
+    }
+}
+
+void Scheduler::schedule(std::coroutine_handle<> h) {
+    std::lock_guard lock(mutex_);
+    ready_.push_back(h);
+    --wakers_;  // the waker that called us is used up
+    // Notify before unlocking. Notifying after the unlock looks cheaper, but
+    // the moment we unlock, run() can take this task, finish it, return, and
+    // the executor can be destroyed, condition variable included, while
+    // this thread is still inside notify_one().
+    wakeup_.notify_one();
+}
+
+void Scheduler::waker_created() {
+    std::lock_guard lock(mutex_);
+    ++wakers_;
+}
+
+void Scheduler::waker_dropped() {
+    std::lock_guard lock(mutex_);
+    --wakers_;
+    wakeup_.notify_one();  // run() may be waiting for this very waker
+}
+
+void Scheduler::run() {
+    Scheduler* outer = std::exchange(t_current, this);
+    struct Restore {
+        Scheduler* outer;
+        ~Restore() { t_current = outer; }
+    } restore{outer};
+
+    std::unique_lock lock(mutex_);
+    for (;;) {
+        // The tempting version, "if (ready_.empty()) wait()", with the check
+        // made before taking the lock, loses a wake-up: a timer thread can
+        // push its handle and notify between our check and our sleep, and
+        // we sleep on with a ready task. Here the predicate is tested under
+        // the mutex that schedule() holds to push, and wait() releases that
+        // mutex and sleeps in one step, so no push can fall in between.
+        wakeup_.wait(lock, [this] { return !ready_.empty() || wakers_ == 0 || stop_; });
+        if (stop_) {
+            stop_ = false;  // the next run() starts afresh
+            return;
+        }
+        if (ready_.empty()) return;  // nothing ready, and no waker left to change that
+        std::coroutine_handle<> next = ready_.front();
+        ready_.pop_front();
+        lock.unlock();
+        next.resume();  // runs until the task suspends or finishes
+        lock.lock();
+    }
+}
+
+void Scheduler::stop() {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+    wakeup_.notify_one();
+}
+
+void Scheduler::unlink(Root::promise_type& root) noexcept {
+    std::lock_guard lock(mutex_);
+    if (root.prev) root.prev->next = root.next;
+    if (root.next) root.next->prev = root.prev;
+    if (roots_ == &root) roots_ = root.next;
+    root.prev = root.next = nullptr;
+}
+
+Reactor& Scheduler::reactor() {
+    std::lock_guard lock(mutex_);
+    if (!reactor_) reactor_ = std::make_unique<Reactor>();
+    return *reactor_;
+}
+
+void Scheduler::destroy_all() noexcept {
+    // The reactor stops first (its thread is joined), so no waker can fire
+    // into a frame while we destroy it. Not under our mutex: the reactor
+    // thread may be inside wake(), which takes it.
+    Reactor* reactor = nullptr;
+    {
+        std::lock_guard lock(mutex_);
+        reactor = reactor_.get();
+    }
+    if (reactor) reactor->stop();
+
+    Root::promise_type* roots = nullptr;
+    {
+        std::lock_guard lock(mutex_);
+        closed_ = true;
+        ready_.clear();  // handles into frames we are about to destroy
+        roots = std::exchange(roots_, nullptr);
+    }
+    // Destroying a root destroys the task it awaits, and that task's frame
+    // destroys the child it awaits, and so on down the chain. Their awaiters
+    // drop their wakers (waker_dropped takes the mutex), so we hold no lock.
+    while (roots) {
+        Root::promise_type& root = *roots;
+        roots = root.next;
+        Root::Handle::from_promise(root).destroy();
+    }
+}
+
+Reactor& current_reactor() {
+    if (!t_current) {
+        throw std::logic_error("fiber: timers and I/O need a task run by Executor::run()");
+    }
+    return t_current->reactor();
+}
+
+}  // namespace detail
+
+Waker::Waker(detail::Scheduler& scheduler, std::coroutine_handle<> handle)
+    : scheduler_(&scheduler), handle_(handle) {
+    scheduler.waker_created();
+}
+
+Waker::~Waker() {
+    if (handle_) scheduler_->waker_dropped();
+}
+
+Waker& Waker::operator=(Waker&& other) noexcept {
+    if (this != &other) {
+        if (handle_) scheduler_->waker_dropped();
+        scheduler_ = std::exchange(other.scheduler_, nullptr);
+        handle_ = std::exchange(other.handle_, {});
+    }
+    return *this;
+}
+
+void Waker::wake() && {
+    if (!handle_) throw std::logic_error("fiber::Waker::wake: empty waker (already woken?)");
+    detail::Scheduler* scheduler = std::exchange(scheduler_, nullptr);
+    scheduler->schedule(std::exchange(handle_, {}));
+}
+
+Waker current_waker(std::coroutine_handle<> h) {
+    if (!detail::t_current) {
+        throw std::logic_error("fiber: a task can only suspend while Executor::run() runs it");
+    }
+    return Waker(*detail::t_current, h);
+}
+
+std::pair<Executor, Spawner> new_executor_and_spawner() {
+    auto scheduler = std::make_shared<detail::Scheduler>();
+    return {Executor(scheduler), Spawner(scheduler)};
+}
+
+}  // namespace fiber
