@@ -174,8 +174,9 @@ TEST(Io, TwoReadersOnOneHandleFailLoudly) {
             error = e.what();
         }
     };
-    auto start = [&](fiber::Spawner spawner, fiber::Executor& executor) -> fiber::Task<> {
-        in.emplace(reader);
+    auto start = [&, r = reader](fiber::Spawner spawner, fiber::Executor& executor)
+        -> fiber::Task<> {
+        in.emplace(r);
         spawner.spawn(wait_read(*in, error));  // waits: nothing written
         spawner.spawn(wait_read(*in, error));  // a second reader: misuse
         spawner.spawn([](fiber::Executor& e) -> fiber::Task<> {
