@@ -12,6 +12,8 @@
 #include <psapi.h>
 #else
 #include <sys/resource.h>
+
+#include <fstream>
 #endif
 
 namespace fiber::common {
@@ -26,6 +28,15 @@ inline std::size_t peak_rss_bytes() {
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
     return static_cast<std::size_t>(usage.ru_maxrss) * 1024;  // Linux reports KiB
+#endif
+}
+
+/// Starts a new peak: on Linux, writing 5 to /proc/self/clear_refs resets
+/// the high-water mark that peak_rss_bytes() reads. Elsewhere the peak stays
+/// the process's peak so far.
+inline void reset_peak_rss() {
+#ifdef __linux__
+    std::ofstream("/proc/self/clear_refs") << "5";
 #endif
 }
 
