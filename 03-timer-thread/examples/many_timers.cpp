@@ -41,6 +41,10 @@ int main(int argc, char** argv) {
                   << "elapsed: " << ms.count() << " ms\n"
                   << "peak memory: " << fiber::common::peak_rss_bytes() / 1024 << " KiB"
                   << std::endl;
+        if (done != count) {
+            std::fprintf(stderr, "error: %ld of %ld sleeps failed\n", count - done, count);
+            return 1;
+        }
     } catch (const std::exception& e) {
         std::fprintf(stderr, "error: %s\n", e.what());
         return 1;

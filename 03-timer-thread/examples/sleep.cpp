@@ -1,6 +1,6 @@
 // Four tasks sleep for different times, then each awaits a demo that sleeps
-// again. Every sleep here costs an OS thread. Times are scaled so the run
-// takes about a second; --seconds uses whole seconds, as the original does.
+// again. Times are scaled so the run takes about a second; --seconds uses
+// whole seconds, as the original does.
 #include <chrono>
 #include <cstdio>
 #include <exception>

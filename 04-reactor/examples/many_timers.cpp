@@ -21,8 +21,9 @@ fiber::Task<> nap(Sleep sleep, std::chrono::milliseconds d, long& done) {
     ++done;  // only the executor thread runs tasks: no data race
 }
 
+// Returns how many sleeps failed (a thread per timer runs out of threads).
 template <typename Sleep>
-void run(const char* name, Sleep sleep, long count, std::chrono::milliseconds d) {
+long run(const char* name, Sleep sleep, long count, std::chrono::milliseconds d) {
     long done = 0;
     const auto threads_before = fiber::timer_threads_started();
     const auto start = std::chrono::steady_clock::now();
@@ -38,6 +39,7 @@ void run(const char* name, Sleep sleep, long count, std::chrono::milliseconds d)
               << "\n  elapsed: " << ms.count() << " ms"
               << "\n  peak memory so far: " << fiber::common::peak_rss_bytes() / 1024 << " KiB"
               << std::endl;
+    return count - done;
 }
 
 }  // namespace
@@ -49,9 +51,13 @@ int main(int argc, char** argv) {
     try {
         // The reactor first: peak memory only grows, so the second figure
         // includes the first.
-        run("reactor", [](auto d) { return fiber::sleep_for(d); }, count, duration);
-        run("thread per timer", [](auto d) { return fiber::thread_sleep_for(d); }, count,
-            duration);
+        long failed = run("reactor", [](auto d) { return fiber::sleep_for(d); }, count, duration);
+        failed += run("thread per timer", [](auto d) { return fiber::thread_sleep_for(d); },
+                      count, duration);
+        if (failed > 0) {
+            std::fprintf(stderr, "error: %ld sleeps failed\n", failed);
+            return 1;
+        }
     } catch (const std::exception& e) {
         std::fprintf(stderr, "error: %s\n", e.what());
         return 1;

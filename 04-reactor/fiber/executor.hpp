@@ -109,7 +109,8 @@ public:
     void run() { scheduler_->run(); }
 
     /// Makes run() return once the running task suspends, even though other
-    /// tasks still wait; they are destroyed with the Executor. From any thread.
+    /// tasks still wait; they are destroyed with the Executor. From any thread;
+    /// called while run() is not running, it makes the next run() return at once.
     void stop() { scheduler_->stop(); }
 
 private:

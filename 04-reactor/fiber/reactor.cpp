@@ -161,6 +161,8 @@ std::uint64_t Reactor::tick(IoSource& source) {
 }
 
 void Reactor::cancel_wait(IoSource& source, unsigned direction) noexcept {
+    // One waiter per direction at a time, so the slot holds our waker, or
+    // nothing if the reactor already took it.
     std::lock_guard lock(mutex_);
     (direction == kReadable ? source.reader : source.writer) = Waker();
 }

@@ -88,7 +88,10 @@ private:
     // One lock for the reactor's state: the timer heap, every source's
     // readiness and waker slots, and the list of removed sources. The
     // reactor thread never holds it while it waits in the poller, and
-    // nobody wakes a Waker while holding it.
+    // nobody wakes a Waker while holding it. Dropping a Waker under it is
+    // allowed: that takes the executor's lock, and the order is always this
+    // lock first, the executor's second (the executor never calls into the
+    // reactor while holding its own).
     std::mutex mutex_;
     std::vector<TimerEntry*> heap_;  // a binary min-heap on (deadline, sequence)
     std::uint64_t next_sequence_ = 0;

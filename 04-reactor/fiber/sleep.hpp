@@ -14,8 +14,10 @@
 namespace fiber {
 
 /// The awaiter of sleep_for(). Destroying it while it waits (its frame is
-/// destroyed) removes the timer; a timer that fires at that very moment
-/// never reaches the destroyed coroutine.
+/// destroyed) removes the timer: once the destructor has returned, the
+/// reactor never touches it again. If the timer fired just before, its wake
+/// is already on its way; that is why an executor destroys waiting frames
+/// only after its reactor has stopped.
 class Sleep {
 public:
     explicit Sleep(std::chrono::steady_clock::duration d)

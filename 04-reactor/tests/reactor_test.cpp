@@ -21,7 +21,8 @@ using fiber::common::LiveCounter;
 TEST(Reactor, TimersOneMillisecondApartFireInOrder) {
     // The reactor pops every expired timer in (deadline, sequence) order,
     // so even deadlines 1 ms apart come out in order, however late the
-    // reactor thread gets to run.
+    // reactor thread gets to run. The 200 ms head start is for spawning:
+    // a sleep whose deadline has passed before it starts does not suspend.
     constexpr int kTimers = 100;
     std::vector<int> ids(kTimers);
     for (int i = 0; i < kTimers; ++i) ids[i] = i;
@@ -32,7 +33,7 @@ TEST(Reactor, TimersOneMillisecondApartFireInOrder) {
         co_await fiber::sleep_for(deadline - Clock::now());
         order.push_back(id);
     };
-    const auto start = Clock::now() + 20ms;
+    const auto start = Clock::now() + 200ms;
     auto [executor, spawner] = fiber::new_executor_and_spawner();
     for (int id : ids) spawner.spawn(sleeper(start + id * 1ms, id, order));
     executor.run();
@@ -110,7 +111,11 @@ TEST(Reactor, ShutdownDestroysTasksWaitingOnTimersAndDescriptors) {
     // The executor stopped its reactor, destroyed the waiting frames, their
     // AsyncFds closed the pipes, and the reactor closed its own handles.
     EXPECT_EQ(LiveCounter::live(), 0);
+#ifndef FIBER_LIBKQUEUE  // see common/CMakeLists.txt
     EXPECT_EQ(fiber::common::open_descriptors(), fds_before);
+#else
+    (void)fds_before;
+#endif
 }
 
 TEST(Reactor, ThreadPerTimerSleepIsStillAvailable) {

@@ -1,0 +1,157 @@
+// The macOS and BSD poller: kqueue, a read and a write filter per handle,
+// both EV_CLEAR (edge-triggered), plus an EVFILT_USER event for notify().
+// On Linux it builds against libkqueue, which emulates kqueue over epoll.
+#if defined(FIBER_POLLER_KQUEUE)
+
+#include <sys/types.h>  // first: older BSDs' <sys/event.h> needs it
+
+#include <sys/event.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <iterator>
+#include <string>
+
+#include "fiber/poller.hpp"
+
+namespace fiber::detail {
+
+namespace {
+
+// The EVFILT_USER event that notify() triggers. Its ident is not a file
+// descriptor: each filter has its own namespace of idents, so 0 is free.
+constexpr uintptr_t kNotifyIdent = 0;
+
+// A read and a write filter for `fd`, both carrying `key`. kqueue needs
+// two registrations where epoll takes one with EPOLLIN | EPOLLOUT.
+void both_filters(struct kevent (&changes)[2], int fd, unsigned flags, void* key) {
+    EV_SET(&changes[0], fd, EVFILT_READ, flags, 0, 0, key);
+    EV_SET(&changes[1], fd, EVFILT_WRITE, flags, 0, 0, key);
+}
+
+// Applies both changes; errors[i] is 0 or the errno of changes[i]. Without
+// EV_RECEIPT, kevent() stops at the first failing change, leaving the rest
+// undone; with it, every change gets an answer. Exactly two answer slots
+// leave no room for a real event, which would be taken from wait() and lost.
+void apply(int kq, struct kevent (&changes)[2], int (&errors)[2]) {
+    struct kevent answers[2];
+    for (auto& change : changes)
+        change.flags |= EV_RECEIPT;
+    const timespec no_wait{};  // answers come at once; never block here
+    int n = kevent(kq, changes, 2, answers, 2, &no_wait);
+    if (n < 0) common::throw_last_error("kevent");
+    errors[0] = errors[1] = 0;
+    for (int i = 0; i < n; ++i) {
+        if (!(answers[i].flags & EV_ERROR)) continue;
+        errors[answers[i].filter == EVFILT_READ ? 0 : 1] = static_cast<int>(answers[i].data);
+    }
+}
+
+}  // namespace
+
+struct Poller::State {
+    int kq = -1;
+};
+
+Poller::Poller() : state_(std::make_unique<State>()) {
+    state_->kq = kqueue();
+    if (state_->kq < 0) common::throw_last_error("kqueue");
+    // EV_CLEAR: after wait() reports the trigger, the event resets itself,
+    // so one wait() returns per batch of notify() calls, like the eventfd
+    // that epoll reads back to zero. The null udata is never a key.
+    struct kevent change;
+    EV_SET(&change, kNotifyIdent, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, nullptr);
+    if (kevent(state_->kq, &change, 1, nullptr, 0, nullptr) != 0) {
+        int error = errno;
+        ::close(state_->kq);
+        common::throw_error(error, "kevent EVFILT_USER");
+    }
+}
+
+Poller::~Poller() {
+    ::close(state_->kq);
+}
+
+void Poller::add(common::native_handle fd, void* key) {
+    // EV_CLEAR is kqueue's EPOLLET: a filter reports a transition once, not
+    // on every wait() while the handle stays ready.
+    struct kevent changes[2];
+    int errors[2];
+    both_filters(changes, fd, EV_ADD | EV_CLEAR, key);
+    apply(state_->kq, changes, errors);
+    // A pipe whose other end is already closed refuses a write filter
+    // (EPIPE; EBADF on NetBSD). Nothing can be written to it anyway: a
+    // write fails at once, without waiting. The read filter decides.
+    if (errors[1] == EPIPE || (errors[1] == EBADF && errors[0] == 0)) errors[1] = 0;
+    if (errors[0] != 0 || errors[1] != 0) {
+        remove(fd, key);  // no half registration left behind
+        common::throw_error(errors[0] ? errors[0] : errors[1],
+                            "kevent EV_ADD fd " + std::to_string(fd));
+    }
+}
+
+void Poller::rearm(common::native_handle, void*, unsigned) {
+    // EV_CLEAR filters stay armed: the next transition is reported anyway.
+}
+
+void Poller::remove(common::native_handle fd, void* key) {
+    // Before close(), never after: by then another thread may have opened a
+    // new handle with the same number, and we would delete its filters (and
+    // libkqueue cannot see a close() at all). udata goes along: some kqueues
+    // want it. ENOENT (write filter refused in add) and EBADF are ignored:
+    // this runs in destructors.
+    struct kevent changes[2];
+    int errors[2];
+    both_filters(changes, fd, EV_DELETE, key);
+    try {
+        apply(state_->kq, changes, errors);
+    } catch (const std::system_error&) {
+    }
+}
+
+std::size_t Poller::wait(std::span<PollEvent> out, int timeout_ms) {
+    struct kevent events[256];  // a batch, as in the epoll poller
+    int max = static_cast<int>(std::min<std::size_t>(out.size(), std::size(events)));
+    timespec limit{timeout_ms / 1000, (timeout_ms % 1000) * 1'000'000L};
+    int n = kevent(state_->kq, nullptr, 0, events, max, timeout_ms < 0 ? nullptr : &limit);
+    if (n < 0) {
+        if (errno == EINTR) return 0;  // a signal: the caller loops and recomputes its timeout
+        common::throw_last_error("kevent wait");
+    }
+    std::size_t count = 0;
+    for (int i = 0; i < n; ++i) {
+        const struct kevent& e = events[i];
+        if (e.filter == EVFILT_USER) continue;  // notify(): EV_CLEAR has reset it
+        unsigned bits = 0;
+        if (e.flags & EV_ERROR) {
+            bits = kError;  // data holds the errno
+        } else if (e.filter == EVFILT_READ) {
+            bits = kReadable;
+        } else if (e.filter == EVFILT_WRITE) {
+            bits = kWritable;
+        }
+        // EV_EOF ends one direction only (a half-close), and that filter's
+        // bit already wakes the task concerned: its read returns 0, its
+        // write fails. Tempting but wrong: adding kHangup. The reactor keeps
+        // kHangup as "both directions ready", so a writer to a half-closed
+        // socket would spin on EAGAIN. (epoll: EPOLLRDHUP is only kReadable.)
+        // A non-zero fflags is the socket error, e.g. ECONNRESET: EPOLLERR.
+        if ((e.flags & EV_EOF) && e.fflags != 0) bits |= kError;
+        out[count++] = {e.udata, bits};
+    }
+    return count;
+}
+
+void Poller::notify() {
+    struct kevent change;
+    EV_SET(&change, kNotifyIdent, EVFILT_USER, 0, NOTE_TRIGGER, 0, nullptr);
+    // Fails only if the kqueue is gone, but the Poller outlives its callers.
+    [[maybe_unused]] int r = kevent(state_->kq, &change, 1, nullptr, 0, nullptr);
+}
+
+}  // namespace fiber::detail
+
+#endif  // FIBER_POLLER_KQUEUE
