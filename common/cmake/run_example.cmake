@@ -4,6 +4,9 @@ cmake_minimum_required(VERSION 3.25)
 # The .expect file beside the example: lines starting with '#' are comments,
 # a line 'args: ...' gives the command-line arguments, and every other line
 # is a regular expression that some line of the output must match, in order.
+#
+# EMULATOR, when set, is the command (a list) that runs PROGRAM: wine-run in
+# the mingw build.
 file(STRINGS "${EXPECT}" lines)
 set(args "")
 set(patterns "")
