@@ -8,10 +8,7 @@
 #include <utility>
 
 #ifdef _WIN32
-#ifndef WIN32_LEAN_AND_MEAN
-#define WIN32_LEAN_AND_MEAN  // keep winsock.h out: it clashes with winsock2.h
-#endif
-#include <winsock2.h>
+#include "common/windows.hpp"
 #include <ws2tcpip.h>
 #else
 #include <cerrno>

@@ -5,10 +5,7 @@
 #include <cstddef>
 
 #ifdef _WIN32
-#ifndef WIN32_LEAN_AND_MEAN
-#define WIN32_LEAN_AND_MEAN  // keep winsock.h out: it clashes with winsock2.h
-#endif
-#include <windows.h>
+#include "common/windows.hpp"
 #include <psapi.h>
 #else
 #include <sys/resource.h>

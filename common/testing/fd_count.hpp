@@ -5,10 +5,7 @@
 #include <cstddef>
 
 #ifdef _WIN32
-#ifndef WIN32_LEAN_AND_MEAN
-#define WIN32_LEAN_AND_MEAN
-#endif
-#include <windows.h>
+#include "common/windows.hpp"
 #else
 #include <dirent.h>
 #endif
