@@ -15,9 +15,11 @@ inline double process_cpu_seconds() {
 #ifdef _WIN32
     FILETIME created, exited, kernel, user;
     if (!GetProcessTimes(GetCurrentProcess(), &created, &exited, &kernel, &user)) return 0;
-    auto seconds = [](FILETIME t) {  // 100 ns units
-        return static_cast<double>((static_cast<unsigned long long>(t.dwHighDateTime) << 32) |
-                                   t.dwLowDateTime) * 1e-7;
+    auto seconds = [](FILETIME t) {  // counted in 100 ns units
+        ULARGE_INTEGER ticks;
+        ticks.LowPart = t.dwLowDateTime;
+        ticks.HighPart = t.dwHighDateTime;
+        return static_cast<double>(ticks.QuadPart) * 1e-7;
     };
     return seconds(kernel) + seconds(user);
 #else

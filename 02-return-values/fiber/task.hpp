@@ -90,9 +90,7 @@ struct Promise : PromiseBase {
     Result<T> result;
     template <typename U>
         requires std::convertible_to<U&&, T>
-    void return_value(U&& value) {
-        result.set_value(std::forward<U>(value));
-    }
+    void return_value(U&& value) { result.set_value(std::forward<U>(value)); }
     void unhandled_exception() noexcept { result.set_exception(std::current_exception()); }
 };
 

@@ -126,7 +126,7 @@ TEST(Executor, DestroyingExecutorDestroysSuspendedTasksAndTheirChildren) {
             co_await counted_abandoned();  // parks, and nothing can wake it
         };
         spawner.spawn(holder());
-        executor.run();  // returns: nothing is ready, nothing can become ready
+        executor.run();                     // returns: nothing is ready, nothing can become ready
         EXPECT_EQ(LiveCounter::live(), 2);  // holder and its suspended child
     }
     EXPECT_EQ(LiveCounter::live(), 0);

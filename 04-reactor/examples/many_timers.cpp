@@ -51,9 +51,10 @@ int main(int argc, char** argv) {
     try {
         // The reactor first: peak memory only grows, so the second figure
         // includes the first.
-        long failed = run("reactor", [](auto d) { return fiber::sleep_for(d); }, count, duration);
-        failed += run("thread per timer", [](auto d) { return fiber::thread_sleep_for(d); },
-                      count, duration);
+        long failed = run(
+            "reactor", [](auto d) { return fiber::sleep_for(d); }, count, duration);
+        failed += run(
+            "thread per timer", [](auto d) { return fiber::thread_sleep_for(d); }, count, duration);
         if (failed > 0) {
             std::fprintf(stderr, "error: %ld sleeps failed\n", failed);
             return 1;

@@ -38,8 +38,7 @@ void both_filters(struct kevent (&changes)[2], int fd, unsigned flags, void* key
 // leave no room for a real event, which would be taken from wait() and lost.
 void apply(int kq, struct kevent (&changes)[2], int (&errors)[2]) {
     struct kevent answers[2];
-    for (auto& change : changes)
-        change.flags |= EV_RECEIPT;
+    for (auto& change : changes) change.flags |= EV_RECEIPT;
     const timespec no_wait{};  // answers come at once; never block here
     int n = kevent(kq, changes, 2, answers, 2, &no_wait);
     if (n < 0) common::throw_last_error("kevent");
@@ -71,9 +70,7 @@ Poller::Poller() : state_(std::make_unique<State>()) {
     }
 }
 
-Poller::~Poller() {
-    ::close(state_->kq);
-}
+Poller::~Poller() { ::close(state_->kq); }
 
 void Poller::add(common::native_handle fd, void* key) {
     // EV_CLEAR is kqueue's EPOLLET: a filter reports a transition once, not

@@ -24,7 +24,7 @@ using Clock = std::chrono::steady_clock;
 struct TimerEntry {
     static constexpr std::size_t kNotQueued = SIZE_MAX;
     Clock::time_point deadline;
-    std::uint64_t sequence = 0;       // equal deadlines fire in the order they were added
+    std::uint64_t sequence = 0;      // equal deadlines fire in the order they were added
     std::size_t index = kNotQueued;  // position in the heap
     Waker waker;
 };

@@ -41,7 +41,8 @@ std::pair<native_handle, native_handle> socket_pair() {
     return fiber::common::make_pipe();  // already two connected sockets
 #else
     int fds[2];
-    if (::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) fiber::common::throw_last_error("socketpair");
+    if (::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0)
+        fiber::common::throw_last_error("socketpair");
     return {fds[0], fds[1]};
 #endif
 }
@@ -174,8 +175,8 @@ TEST(Io, TwoReadersOnOneHandleFailLoudly) {
             error = e.what();
         }
     };
-    auto start = [&, r = reader](fiber::Spawner spawner, fiber::Executor& executor)
-        -> fiber::Task<> {
+    auto start = [&, r = reader](fiber::Spawner spawner,
+                                 fiber::Executor& executor) -> fiber::Task<> {
         in.emplace(r);
         spawner.spawn(wait_read(*in, error));  // waits: nothing written
         spawner.spawn(wait_read(*in, error));  // a second reader: misuse

@@ -28,8 +28,8 @@ TEST(Reactor, TimersOneMillisecondApartFireInOrder) {
     for (int i = 0; i < kTimers; ++i) ids[i] = i;
     std::shuffle(ids.begin(), ids.end(), std::mt19937(42));
     std::vector<int> order;
-    auto sleeper = [](Clock::time_point deadline, int id, std::vector<int>& order)
-        -> fiber::Task<> {
+    auto sleeper = [](Clock::time_point deadline, int id,
+                      std::vector<int>& order) -> fiber::Task<> {
         co_await fiber::sleep_for(deadline - Clock::now());
         order.push_back(id);
     };

@@ -38,8 +38,8 @@ TEST(Waker, AnotherTaskWakesAParkedTaskOnce) {
     spawner.spawn(sleeper(&slot, log));
     spawner.spawn(waker_task(&slot, log));
     executor.run();
-    EXPECT_EQ(log, (std::vector<std::string>{"sleeper parks", "waking", "woken",
-                                             "sleeper resumed"}));
+    EXPECT_EQ(log,
+              (std::vector<std::string>{"sleeper parks", "waking", "woken", "sleeper resumed"}));
 }
 
 TEST(Waker, DroppedWakerLeavesTheTaskSuspendedAndRunReturns) {
