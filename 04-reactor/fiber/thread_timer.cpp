@@ -30,7 +30,12 @@ void ThreadSleep::await_suspend(std::coroutine_handle<> self) {
 void ThreadSleep::timer_thread() {
     std::unique_lock lock(mutex_);
     // wait_until, not sleep_until: the destructor can cut the wait short.
-    if (cancel_.wait_until(lock, deadline_, [this] { return cancelled_; })) return;
+    // A loop, because a wait may also end early: spuriously, or where the
+    // platform rounds the timeout down. A sleep never ends before its time.
+    while (!cancelled_ && std::chrono::steady_clock::now() < deadline_) {
+        cancel_.wait_until(lock, deadline_);
+    }
+    if (cancelled_) return;
     Waker waker = std::move(waker_);
     lock.unlock();
     std::move(waker).wake();  // from here on, the awaiter may be gone
