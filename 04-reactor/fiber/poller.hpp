@@ -13,12 +13,16 @@
 
 namespace fiber::detail {
 
-/// Readiness bits. Hang-up and error wake both the reader and the writer.
+/// Readiness bits: what a poller reports. Each is a fact about the handle;
+/// the reactor decides whom it wakes. Read-closed and write-closed are
+/// separate, as in Tokio: a half-closed socket (the peer shut down its
+/// sending side) is read-closed only, and can still be written to.
 enum Readiness : unsigned {
     kReadable = 1u,
     kWritable = 2u,
-    kHangup = 4u,
-    kError = 8u,
+    kReadClosed = 4u,   // nothing more will arrive: a read returns 0 (EOF)
+    kWriteClosed = 8u,  // nothing more can be sent: a write fails
+    kError = 16u,       // an error is pending (a reset, a refused connect)
 };
 
 /// One readiness report: the key given to add(), and what happened.
@@ -39,6 +43,9 @@ public:
     Poller& operator=(const Poller&) = delete;
 
     /// Starts watching `handle` for both directions; its events carry `key`.
+    /// Throws std::system_error: std::errc::file_exists if `handle` is
+    /// watched already, and a clear error for a handle this poller cannot
+    /// watch (a regular file; on Windows anything but a socket).
     void add(common::native_handle handle, void* key);
 
     /// An operation in direction `interest` (kReadable and/or kWritable)

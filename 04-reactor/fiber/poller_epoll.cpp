@@ -90,8 +90,11 @@ std::size_t Poller::wait(std::span<PollEvent> out, int timeout_ms) {
         if (e & (EPOLLIN | EPOLLPRI)) bits |= kReadable;
         if (e & EPOLLOUT) bits |= kWritable;
         // EPOLLRDHUP: the peer will send nothing more; a read returns 0.
-        if (e & EPOLLRDHUP) bits |= kReadable;
-        if (e & EPOLLHUP) bits |= kHangup;
+        // EPOLLHUP: both directions are closed (also: a socket that was
+        // never connected). EPOLLERR: an error is pending; on a pipe's
+        // write end it means the reader is gone.
+        if (e & EPOLLRDHUP) bits |= kReadClosed;
+        if (e & EPOLLHUP) bits |= kReadClosed | kWriteClosed;
         if (e & EPOLLERR) bits |= kError;
         out[count++] = {events[i].data.ptr, bits};
     }

@@ -69,19 +69,30 @@ int Reactor::poll_timeout_ms() {
     return ms > INT_MAX ? INT_MAX : static_cast<int>(ms);
 }
 
+namespace {
+
+// What makes a direction ready: its own bit or its closed bit. An operation
+// that would block proves that none of them holds any more, so
+// clear_readiness() clears them all (a closed bit too: a socket registered
+// before connect() reports a hang-up that connecting ends).
+constexpr unsigned mask_of(unsigned direction) {
+    return direction == kReadable ? kReadable | kReadClosed : kWritable | kWriteClosed;
+}
+
+}  // namespace
+
 void Reactor::dispatch(const PollEvent& event, std::vector<Waker>& wake) {
     auto* source = static_cast<IoSource*>(event.key);
-    source->readiness |= event.readiness;
+    unsigned bits = event.readiness;
+    // An error is for whichever operation comes next, in either direction:
+    // both become ready, and each clears it when its operation would block.
+    // Kept as its own sticky bit, it made every wait return at once, and a
+    // reader spun on EAGAIN for ever.
+    if (bits & kError) bits |= kReadable | kWritable;
+    source->readiness |= bits & (mask_of(kReadable) | mask_of(kWritable));
     ++source->tick;
-    // Hang-up and error end both directions: a reader sees EOF or the
-    // error, a writer sees the error.
-    const unsigned both = kHangup | kError;
-    if ((event.readiness & (kReadable | both)) && source->reader) {
-        wake.push_back(std::move(source->reader));
-    }
-    if ((event.readiness & (kWritable | both)) && source->writer) {
-        wake.push_back(std::move(source->writer));
-    }
+    if ((bits & mask_of(kReadable)) && source->reader) wake.push_back(std::move(source->reader));
+    if ((bits & mask_of(kWritable)) && source->writer) wake.push_back(std::move(source->writer));
 }
 
 void Reactor::fire_timers(Clock::time_point now, std::vector<Waker>& wake) {
@@ -139,7 +150,7 @@ void Reactor::remove_source(IoSource* source) noexcept {
 bool Reactor::ready_or_wait(IoSource& source, unsigned direction, std::uint64_t& tick,
                             Waker& waker) {
     std::lock_guard lock(mutex_);
-    if (source.readiness & (direction | kHangup | kError)) {
+    if (source.readiness & mask_of(direction)) {
         tick = source.tick;
         return true;
     }
@@ -171,7 +182,7 @@ void Reactor::clear_readiness(IoSource& source, unsigned direction, std::uint64_
     {
         std::lock_guard lock(mutex_);
         if (source.tick != tick) return;  // a newer event: try the operation again
-        source.readiness &= ~direction;
+        source.readiness &= ~mask_of(direction);
     }
     poller_.rearm(source.handle, &source, direction);
 }
