@@ -2,9 +2,12 @@
 // ready queue, exactly once. Rust polls a future again and again; C++
 // resumes a suspended coroutine once per suspension, and resuming it twice
 // is undefined behaviour. So a Waker cannot be copied, and wake() uses it up.
+// A Waker holds a counted reference to its executor's state, so it may
+// outlive the Executor: waking it then does nothing.
 #pragma once
 
 #include <coroutine>
+#include <memory>
 #include <utility>
 
 namespace fiber {
@@ -18,28 +21,31 @@ class Scheduler;
 class Waker {
 public:
     Waker() noexcept = default;
-    Waker(detail::Scheduler& scheduler, std::coroutine_handle<> handle) noexcept
-        : scheduler_(&scheduler), handle_(handle) {}
+    Waker(std::shared_ptr<detail::Scheduler> scheduler, std::coroutine_handle<> handle) noexcept
+        : scheduler_(std::move(scheduler)), handle_(handle) {}
 
     Waker(Waker&& other) noexcept
-        : scheduler_(std::exchange(other.scheduler_, nullptr)),
-          handle_(std::exchange(other.handle_, {})) {}
+        : scheduler_(std::move(other.scheduler_)), handle_(std::exchange(other.handle_, {})) {}
     Waker& operator=(Waker&& other) noexcept {
-        scheduler_ = std::exchange(other.scheduler_, nullptr);
+        scheduler_ = std::move(other.scheduler_);
         handle_ = std::exchange(other.handle_, {});
         return *this;
     }
     Waker(const Waker&) = delete;
     Waker& operator=(const Waker&) = delete;
 
-    /// Schedules the coroutine to run again. Throws std::logic_error on an
-    /// empty waker: a second wake would resume the coroutine twice.
+    /// Schedules the coroutine to run again, or does nothing if its
+    /// Executor is gone. Throws std::logic_error on an empty waker: a second
+    /// wake would resume the coroutine twice. If it throws (std::bad_alloc
+    /// from the queue), the waker is left as it was.
     void wake() &&;
 
     explicit operator bool() const noexcept { return handle_ != nullptr; }
 
 private:
-    detail::Scheduler* scheduler_ = nullptr;
+    // Shared, not borrowed: the Scheduler lives until its last Executor,
+    // Spawner and Waker are gone, so this pointer never dangles.
+    std::shared_ptr<detail::Scheduler> scheduler_;
     std::coroutine_handle<> handle_;
 };
 

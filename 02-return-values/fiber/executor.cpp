@@ -11,8 +11,9 @@ namespace detail {
 
 namespace {
 
-// The scheduler whose run() is on this thread's stack, for current_waker().
-thread_local Scheduler* t_current = nullptr;
+// A reference to the scheduler whose run() is on this thread's stack, for
+// current_waker(). It points into run()'s own frame (see there).
+thread_local const std::shared_ptr<Scheduler>* t_current = nullptr;
 
 Root run_root(Task<> task) { co_await std::move(task); }
 
@@ -38,18 +39,32 @@ Scheduler::~Scheduler() { destroy_all(); }
 void Scheduler::spawn(Task<> task) {
     if (closed_) throw std::logic_error("fiber::Spawner::spawn: the executor has been destroyed");
     Root::Handle root = run_root(std::move(task)).handle;
+    try {
+        ready_.push_back(root);  // first: if it throws, nothing is linked yet
+    } catch (...) {
+        root.destroy();  // and the task with it
+        throw;
+    }
     Root::promise_type& p = root.promise();
     p.scheduler = this;
     p.next = roots_;
     if (roots_) roots_->prev = &p;
     roots_ = &p;
-    schedule(root);
+}
+
+void Scheduler::schedule(std::coroutine_handle<> h) {
+    // The Executor is gone and took the frame with it: nothing to resume.
+    if (closed_) return;
+    ready_.push_back(h);
 }
 
 void Scheduler::run() {
-    Scheduler* outer = std::exchange(t_current, this);
+    // One reference for the whole run: each Waker copies it, which costs a
+    // counter increment, not a lookup.
+    const std::shared_ptr<Scheduler> self = shared_from_this();
+    const std::shared_ptr<Scheduler>* outer = std::exchange(t_current, &self);
     struct Restore {
-        Scheduler* outer;
+        const std::shared_ptr<Scheduler>* outer;
         ~Restore() { t_current = outer; }
     } restore{outer};
 
@@ -83,15 +98,16 @@ void Scheduler::destroy_all() noexcept {
 
 void Waker::wake() && {
     if (!handle_) throw std::logic_error("fiber::Waker::wake: empty waker (already woken?)");
-    detail::Scheduler* scheduler = std::exchange(scheduler_, nullptr);
-    scheduler->schedule(std::exchange(handle_, {}));
+    scheduler_->schedule(handle_);  // if this throws, the waker is still whole
+    handle_ = {};
+    scheduler_.reset();  // may be the last reference: the Scheduler goes now
 }
 
 Waker current_waker(std::coroutine_handle<> h) {
     if (!detail::t_current) {
         throw std::logic_error("fiber: a task can only suspend while Executor::run() runs it");
     }
-    return Waker(*detail::t_current, h);
+    return Waker(*detail::t_current, h);  // one more reference to the Scheduler
 }
 
 std::pair<Executor, Spawner> new_executor_and_spawner() {

@@ -145,3 +145,19 @@ TEST(Executor, SpawnAfterExecutorIsDestroyedThrows) {
     }
     EXPECT_TRUE(log.empty());
 }
+
+TEST(Executor, MoveAssignmentDestroysTheTasksOfTheExecutorItReplaces) {
+    auto [executor, spawner] = fiber::new_executor_and_spawner();
+    auto holder = []() -> fiber::Task<> {
+        LiveCounter alive;
+        co_await Abandon{};
+    };
+    spawner.spawn(holder());
+    executor.run();
+    EXPECT_EQ(LiveCounter::live(), 1);
+    // The Spawner keeps the old state alive, but the executor that owned the
+    // task is replaced: its tasks go, exactly as if it had been destroyed.
+    executor = fiber::new_executor_and_spawner().first;
+    EXPECT_EQ(LiveCounter::live(), 0);
+    EXPECT_THROW(spawner.spawn(holder()), std::logic_error);
+}

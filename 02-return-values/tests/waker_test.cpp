@@ -6,6 +6,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/testing/fail_alloc.hpp"
 #include "fiber/executor.hpp"
 #include "park.hpp"
 
@@ -82,4 +83,52 @@ TEST(Waker, MovingTransfersTheRightToWake) {
 
 TEST(Waker, CurrentWakerOutsideAnExecutorThrows) {
     EXPECT_THROW(fiber::current_waker(std::noop_coroutine()), std::logic_error);
+}
+
+TEST(Waker, WakingAfterTheExecutorIsGoneDoesNothing) {
+    // The Waker shares ownership of the executor's state, so the state is
+    // still there to say "closed"; the frame itself was destroyed.
+    std::vector<std::string> log;
+    fiber::Waker slot;
+    {
+        auto [executor, spawner] = fiber::new_executor_and_spawner();
+        spawner.spawn(sleeper(&slot, log));
+        executor.run();
+    }
+    ASSERT_TRUE(slot);
+    std::move(slot).wake();
+    EXPECT_FALSE(slot);
+    EXPECT_EQ(log, (std::vector<std::string>{"sleeper parks"}));
+}
+
+TEST(Waker, AWakeThatRunsOutOfMemoryLeavesTheWakerWhole) {
+    // The ready queue allocates a block now and then; make that fail. The
+    // wake throws, the waker still holds its task, and a second try works.
+    constexpr int kTasks = 300;
+    std::vector<fiber::Waker> slots(kTasks);
+    int resumed = 0;
+    int failures = 0;
+    auto parked = [](fiber::Waker* slot, int& resumed) -> fiber::Task<> {
+        co_await Park{slot};
+        ++resumed;
+    };
+    auto waker = [](std::vector<fiber::Waker>& slots, int& failures) -> fiber::Task<> {
+        for (fiber::Waker& w : slots) {
+            try {
+                fiber::common::FailAllocations no_memory;
+                std::move(w).wake();
+            } catch (const std::bad_alloc&) {
+                ++failures;
+                EXPECT_TRUE(w);  // nothing was lost
+                std::move(w).wake();
+            }
+        }
+        co_return;
+    };
+    auto [executor, spawner] = fiber::new_executor_and_spawner();
+    for (auto& slot : slots) spawner.spawn(parked(&slot, resumed));
+    spawner.spawn(waker(slots, failures));  // runs once every task has parked
+    executor.run();
+    EXPECT_GT(failures, 0);  // the test did make a wake fail
+    EXPECT_EQ(resumed, kTasks);
 }

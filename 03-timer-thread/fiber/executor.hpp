@@ -49,9 +49,12 @@ struct Root {
     Handle handle;
 };
 
-// The state the Executor, the Spawner and every Waker point to. Any thread
-// may spawn or wake; only the thread in run() resumes coroutines.
-class Scheduler {
+// The state the Executor, the Spawner and every Waker share. Each holds a
+// std::shared_ptr to it, so it lives until the last of them is gone. The
+// Executor's destructor destroys the tasks; what is left after that is an
+// empty, closed Scheduler that late Wakers and Spawners can still call.
+// Any thread may spawn or wake; only the thread in run() resumes coroutines.
+class Scheduler : public std::enable_shared_from_this<Scheduler> {
 public:
     ~Scheduler();
     void spawn(Task<> task);
@@ -91,7 +94,13 @@ private:
 class Executor {
 public:
     Executor(Executor&&) noexcept = default;
-    Executor& operator=(Executor&&) noexcept = default;
+    Executor& operator=(Executor&& other) noexcept {  // the old tasks go, as in ~Executor
+        if (this != &other) {
+            if (scheduler_) scheduler_->destroy_all();
+            scheduler_ = std::move(other.scheduler_);
+        }
+        return *this;
+    }
     ~Executor() {
         if (scheduler_) scheduler_->destroy_all();
     }

@@ -10,6 +10,9 @@
 namespace fiber {
 
 /// `co_await fiber::sleep_for(100ms);`
-inline ThreadSleep sleep_for(std::chrono::steady_clock::duration d) { return thread_sleep_for(d); }
+template <typename Rep, typename Period>
+ThreadSleep sleep_for(std::chrono::duration<Rep, Period> d) {
+    return thread_sleep_for(d);
+}
 
 }  // namespace fiber

@@ -2,6 +2,7 @@
 // kernel thread for every pending timer.
 #include "fiber/thread_timer.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <utility>
 
@@ -29,11 +30,16 @@ void ThreadSleep::await_suspend(std::coroutine_handle<> self) {
 
 void ThreadSleep::timer_thread() {
     std::unique_lock lock(mutex_);
-    // wait_until, not sleep_until: the destructor can cut the wait short.
-    // A loop, because a wait may also end early: spuriously, or where the
-    // platform rounds the timeout down. A sleep never ends before its time.
-    while (!cancelled_ && std::chrono::steady_clock::now() < deadline_) {
-        cancel_.wait_until(lock, deadline_);
+    // A condition variable, not sleep_until: the destructor can cut the
+    // wait short. A loop, because a wait may also end early: spuriously, or
+    // where the platform rounds the timeout down. A sleep never ends before
+    // its time. At most a day per wait: some libraries convert a far
+    // deadline (time_point::max(), "never") to another clock and overflow.
+    using namespace std::chrono_literals;
+    for (;;) {
+        const auto now = std::chrono::steady_clock::now();
+        if (cancelled_ || now >= deadline_) break;
+        cancel_.wait_for(lock, std::min<std::chrono::steady_clock::duration>(deadline_ - now, 24h));
     }
     if (cancelled_) return;
     Waker waker = std::move(waker_);

@@ -3,10 +3,13 @@
 // resumes a suspended coroutine once per suspension, and resuming it twice
 // is undefined behaviour. So a Waker cannot be copied, and wake() uses it up.
 // The executor counts the Wakers alive: while one exists, a task may still
-// become ready, so run() waits instead of returning.
+// become ready, so run() waits instead of returning. A Waker holds a counted
+// reference to its executor's state, so it may outlive the Executor, even
+// on another thread: waking it then does nothing.
 #pragma once
 
 #include <coroutine>
+#include <memory>
 #include <utility>
 
 namespace fiber {
@@ -20,25 +23,28 @@ class Scheduler;
 class Waker {
 public:
     Waker() noexcept = default;
-    Waker(detail::Scheduler& scheduler, std::coroutine_handle<> handle);
+    Waker(std::shared_ptr<detail::Scheduler> scheduler, std::coroutine_handle<> handle);
     ~Waker();  // an unused waker tells its executor that it is gone
 
     Waker(Waker&& other) noexcept
-        : scheduler_(std::exchange(other.scheduler_, nullptr)),
-          handle_(std::exchange(other.handle_, {})) {}
+        : scheduler_(std::move(other.scheduler_)), handle_(std::exchange(other.handle_, {})) {}
     Waker& operator=(Waker&& other) noexcept;
     Waker(const Waker&) = delete;
     Waker& operator=(const Waker&) = delete;
 
-    /// Schedules the coroutine to run again; safe from any thread. Throws
-    /// std::logic_error on an empty waker: a second wake would resume the
-    /// coroutine twice.
+    /// Schedules the coroutine to run again, or does nothing if its
+    /// Executor is gone; safe from any thread. Throws std::logic_error on an
+    /// empty waker: a second wake would resume the coroutine twice. If it
+    /// throws (std::bad_alloc from the queue), the waker is left as it was.
     void wake() &&;
 
     explicit operator bool() const noexcept { return handle_ != nullptr; }
 
 private:
-    detail::Scheduler* scheduler_ = nullptr;
+    // Shared, not borrowed: the Scheduler lives until its last Executor,
+    // Spawner and Waker are gone, so this pointer never dangles, whichever
+    // thread holds the Waker and whenever it wakes.
+    std::shared_ptr<detail::Scheduler> scheduler_;
     std::coroutine_handle<> handle_;
 };
 

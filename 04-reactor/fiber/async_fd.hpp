@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 
 #include "common/os.hpp"
@@ -15,50 +16,52 @@ namespace fiber {
 
 /// Waits until a direction of an AsyncFd is ready; gives the readiness tick
 /// to pass to AsyncFd::clear_readiness() if the operation still would block.
+/// Throws std::system_error (operation_canceled) if the AsyncFd is closed
+/// before or while it waits. It holds its own references to the reactor and
+/// the source, so it is safe even if the AsyncFd is moved or destroyed.
 class ReadinessAwaiter {
 public:
-    ReadinessAwaiter(detail::Reactor& reactor, detail::IoSource& source, unsigned direction)
-        : reactor_(&reactor), source_(&source), direction_(direction) {}
+    ReadinessAwaiter(std::shared_ptr<detail::Reactor> reactor,
+                     std::shared_ptr<detail::IoSource> source, unsigned direction)
+        : reactor_(std::move(reactor)), source_(std::move(source)), direction_(direction) {}
     ReadinessAwaiter(ReadinessAwaiter&&) = delete;
     ~ReadinessAwaiter() {
-        if (waiting_) reactor_->cancel_wait(*source_, direction_);
+        if (wait_ != 0) reactor_->cancel_wait(*source_, direction_, wait_);
     }
 
     bool await_ready() noexcept { return false; }
     bool await_suspend(std::coroutine_handle<> self) {
         Waker waker = current_waker(self);
-        // Set before the waker is published: once it is, another thread may
-        // resume this coroutine, and we must not write to *this any more.
-        waiting_ = true;
-        bool ready;
-        try {
-            ready = reactor_->ready_or_wait(*source_, direction_, tick_, waker);
-        } catch (...) {
-            waiting_ = false;  // nothing was stored
-            throw;
-        }
-        if (!ready) return true;  // suspended; the waker may fire at any moment
-        waiting_ = false;         // ready already: not stored, resume at once
-        return false;
+        // ready_or_wait writes wait_ under the reactor's lock, before the
+        // waker is published: once it is, another thread may resume this
+        // coroutine, and nothing here may touch *this any more.
+        return !reactor_->ready_or_wait(*source_, direction_, tick_, waker, wait_);
     }
     std::uint64_t await_resume() {
-        if (!waiting_) return tick_;
-        waiting_ = false;  // woken: the reactor took the waker
-        return reactor_->tick(*source_);
+        if (wait_ == 0) return tick_;  // was ready: never waited
+        wait_ = 0;                     // woken: the reactor took the waker
+        return reactor_->woken(*source_, direction_);
     }
 
 private:
-    detail::Reactor* reactor_;
-    detail::IoSource* source_;
+    std::shared_ptr<detail::Reactor> reactor_;
+    std::shared_ptr<detail::IoSource> source_;
     unsigned direction_;
     std::uint64_t tick_ = 0;
-    bool waiting_ = false;
+    std::uint64_t wait_ = 0;  // our wait's number while registered, else 0
 };
 
+/// Owns a descriptor (a socket on Windows) and its registration with the
+/// reactor. It shares the reactor and its source with every operation in
+/// flight, so it may outlive its executor (destroying it then just closes
+/// the descriptor), and closing it while another task waits on it wakes
+/// that task with an error.
 class AsyncFd {
 public:
     /// Takes ownership of `handle`, makes it non-blocking and registers it
-    /// with the reactor of the executor running this task.
+    /// with the reactor of the executor running this task. On failure the
+    /// handle is closed, except when another AsyncFd owns it already
+    /// (std::errc::file_exists): that one keeps it.
     explicit AsyncFd(common::native_handle handle);
     AsyncFd(AsyncFd&& other) noexcept;
     AsyncFd& operator=(AsyncFd&& other) noexcept;
@@ -66,22 +69,27 @@ public:
 
     /// Reads at most buffer.size() bytes; 0 means end of stream.
     Task<std::size_t> read(std::span<std::byte> buffer);
-    /// Writes at least one byte of `data` (all of it unless the peer is slow).
+    /// Writes at least one byte of `data` (all of it unless the peer is
+    /// slow). A reader that is gone is std::system_error (EPIPE), never
+    /// SIGPIPE.
     Task<std::size_t> write(std::span<const std::byte> data);
 
-    ReadinessAwaiter readable() { return {*reactor_, *source_, detail::kReadable}; }
-    ReadinessAwaiter writable() { return {*reactor_, *source_, detail::kWritable}; }
+    ReadinessAwaiter readable() { return {reactor_, source(), detail::kReadable}; }
+    ReadinessAwaiter writable() { return {reactor_, source(), detail::kWritable}; }
     void clear_readiness(unsigned direction, std::uint64_t tick) {
-        reactor_->clear_readiness(*source_, direction, tick);
+        reactor_->clear_readiness(*source(), direction, tick);
     }
 
     common::native_handle handle() const noexcept { return handle_; }
-    /// Deregisters and closes now; the AsyncFd is then empty.
+    /// Deregisters and closes now; the AsyncFd is then empty. A task waiting
+    /// on it is woken, and its operation throws.
     void close() noexcept;
 
 private:
-    detail::Reactor* reactor_ = nullptr;
-    detail::IoSource* source_ = nullptr;
+    const std::shared_ptr<detail::IoSource>& source() const;  // throws if closed
+
+    std::shared_ptr<detail::Reactor> reactor_;
+    std::shared_ptr<detail::IoSource> source_;
     common::native_handle handle_ = common::invalid_handle;
 };
 

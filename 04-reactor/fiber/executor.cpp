@@ -13,8 +13,9 @@ namespace detail {
 
 namespace {
 
-// The scheduler whose run() is on this thread's stack, for current_waker().
-thread_local Scheduler* t_current = nullptr;
+// A reference to the scheduler whose run() is on this thread's stack, for
+// current_waker(). It points into run()'s own frame (see there).
+thread_local const std::shared_ptr<Scheduler>* t_current = nullptr;
 
 Root run_root(Task<> task) { co_await std::move(task); }
 
@@ -41,28 +42,34 @@ void Scheduler::spawn(Task<> task) {
     Root::Handle root = run_root(std::move(task)).handle;
     Root::promise_type& p = root.promise();
     p.scheduler = this;
-    {
+    try {
         std::lock_guard lock(mutex_);
-        if (closed_) {
-            root.destroy();
-            throw std::logic_error("fiber::Spawner::spawn: the executor has been destroyed");
-        }
+        if (closed_) throw std::logic_error("fiber::Spawner::spawn: the executor has been destroyed");
+        ready_.push_back(root);  // first: if it throws, nothing is linked yet
         p.next = roots_;
         if (roots_) roots_->prev = &p;
         roots_ = &p;
-        ready_.push_back(root);
         wakeup_.notify_one();
+    } catch (...) {
+        // Not under the lock: the task's arguments may hold Wakers, and a
+        // Waker's destructor takes it.
+        root.destroy();
+        throw;
     }
 }
 
 void Scheduler::schedule(std::coroutine_handle<> h) {
-    std::lock_guard lock(mutex_);
-    ready_.push_back(h);
-    --wakers_;  // the waker that called us is used up
-    // Notify before unlocking. Notifying after the unlock looks cheaper, but
-    // the moment we unlock, run() can take this task, finish it, return, and
-    // the executor can be destroyed, condition variable included, while
-    // this thread is still inside notify_one().
+    {
+        std::lock_guard lock(mutex_);
+        // Closed: the Executor is gone and took the frame with it.
+        if (!closed_) ready_.push_back(h);  // if this throws, nothing changed
+        --wakers_;                          // the waker that called us is used up
+    }
+    // The moment we unlocked, run() may have taken this task, finished it
+    // and returned, and the Executor may be gone. This Scheduler, condition
+    // variable included, is not: the Waker calling us holds a reference to
+    // it until wake() returns. So we can notify after unlocking, and run()
+    // does not wake up only to wait for a mutex we still hold.
     wakeup_.notify_one();
 }
 
@@ -78,9 +85,12 @@ void Scheduler::waker_dropped() {
 }
 
 void Scheduler::run() {
-    Scheduler* outer = std::exchange(t_current, this);
+    // One reference for the whole run: each Waker copies it, which costs a
+    // counter increment, not a lookup.
+    const std::shared_ptr<Scheduler> self = shared_from_this();
+    const std::shared_ptr<Scheduler>* outer = std::exchange(t_current, &self);
     struct Restore {
-        Scheduler* outer;
+        const std::shared_ptr<Scheduler>* outer;
         ~Restore() { t_current = outer; }
     } restore{outer};
 
@@ -120,27 +130,31 @@ void Scheduler::unlink(Root::promise_type& root) noexcept {
     root.prev = root.next = nullptr;
 }
 
-Reactor& Scheduler::reactor() {
+std::shared_ptr<Reactor> Scheduler::reactor() {
     std::lock_guard lock(mutex_);
-    if (!reactor_) reactor_ = std::make_unique<Reactor>();
-    return *reactor_;
+    if (closed_) throw std::logic_error("fiber: the executor has been destroyed");
+    if (!reactor_) reactor_ = std::make_shared<Reactor>();
+    return reactor_;
 }
 
 void Scheduler::destroy_all() noexcept {
-    // The reactor stops first (its thread is joined), so no waker can fire
+    // Closed first: from now on a wake queues nothing and a spawn throws.
+    // The reactor stops next (its thread is joined), so no waker can fire
     // into a frame while we destroy it. Not under our mutex: the reactor
-    // thread may be inside wake(), which takes it.
-    Reactor* reactor = nullptr;
+    // thread may be inside wake(), which takes it. We let go of the reactor
+    // here, not in ~Scheduler: a Waker may keep this Scheduler alive for
+    // long, and the reactor's handles should not live that long.
+    std::shared_ptr<Reactor> reactor;
     {
         std::lock_guard lock(mutex_);
-        reactor = reactor_.get();
+        closed_ = true;
+        reactor = std::move(reactor_);
     }
     if (reactor) reactor->stop();
 
     Root::promise_type* roots = nullptr;
     {
         std::lock_guard lock(mutex_);
-        closed_ = true;
         ready_.clear();  // handles into frames we are about to destroy
         roots = std::exchange(roots_, nullptr);
     }
@@ -154,18 +168,18 @@ void Scheduler::destroy_all() noexcept {
     }
 }
 
-Reactor& current_reactor() {
+std::shared_ptr<Reactor> current_reactor() {
     if (!t_current) {
         throw std::logic_error("fiber: timers and I/O need a task run by Executor::run()");
     }
-    return t_current->reactor();
+    return (*t_current)->reactor();
 }
 
 }  // namespace detail
 
-Waker::Waker(detail::Scheduler& scheduler, std::coroutine_handle<> handle)
-    : scheduler_(&scheduler), handle_(handle) {
-    scheduler.waker_created();
+Waker::Waker(std::shared_ptr<detail::Scheduler> scheduler, std::coroutine_handle<> handle)
+    : scheduler_(std::move(scheduler)), handle_(handle) {
+    scheduler_->waker_created();
 }
 
 Waker::~Waker() {
@@ -175,7 +189,7 @@ Waker::~Waker() {
 Waker& Waker::operator=(Waker&& other) noexcept {
     if (this != &other) {
         if (handle_) scheduler_->waker_dropped();
-        scheduler_ = std::exchange(other.scheduler_, nullptr);
+        scheduler_ = std::move(other.scheduler_);
         handle_ = std::exchange(other.handle_, {});
     }
     return *this;
@@ -183,15 +197,16 @@ Waker& Waker::operator=(Waker&& other) noexcept {
 
 void Waker::wake() && {
     if (!handle_) throw std::logic_error("fiber::Waker::wake: empty waker (already woken?)");
-    detail::Scheduler* scheduler = std::exchange(scheduler_, nullptr);
-    scheduler->schedule(std::exchange(handle_, {}));
+    scheduler_->schedule(handle_);  // if this throws, the waker is still whole
+    handle_ = {};
+    scheduler_.reset();  // may be the last reference: the Scheduler goes now
 }
 
 Waker current_waker(std::coroutine_handle<> h) {
     if (!detail::t_current) {
         throw std::logic_error("fiber: a task can only suspend while Executor::run() runs it");
     }
-    return Waker(*detail::t_current, h);
+    return Waker(*detail::t_current, h);  // one more reference to the Scheduler
 }
 
 std::pair<Executor, Spawner> new_executor_and_spawner() {

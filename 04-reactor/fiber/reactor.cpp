@@ -6,16 +6,50 @@
 #include <cstdio>
 #include <exception>
 #include <stdexcept>
+#include <string>
+#include <system_error>
 #include <utility>
+
+#ifndef _WIN32
+#include <csignal>
+#endif
 
 namespace fiber::detail {
 
-Reactor::Reactor() : thread_([this] { loop(); }) {}
+namespace {
 
-Reactor::~Reactor() {
-    stop();
-    for (IoSource* source : removed_) delete source;
+// A write to a pipe or socket whose reader is gone raises SIGPIPE, and its
+// default action kills the process. A runtime wants the write to fail with
+// EPIPE instead, which AsyncFd throws as std::system_error. So, as Rust
+// programs do before main(), we ignore the signal: once, when the first
+// reactor starts, and only if nobody installed a handler of their own.
+// (For sockets alone, send() with MSG_NOSIGNAL would do; pipes have no
+// such flag.)
+void ignore_sigpipe() {
+#ifndef _WIN32
+    struct sigaction current {};
+    if (sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) {
+        std::signal(SIGPIPE, SIG_IGN);
+    }
+#endif
 }
+
+// With no timer and no event the reactor may wait for ever, and sources
+// removed meanwhile would pile up in removed_. Every this many, we wake it
+// to free them. Tokio wakes its driver after 16 deregistrations too.
+constexpr std::size_t kNotifyAfterRemovals = 16;
+
+[[noreturn]] void throw_closed(const IoSource& source, unsigned direction) {
+    throw std::system_error(std::make_error_code(std::errc::operation_canceled),
+                            std::string(direction == kReadable ? "read" : "write") + " fd " +
+                                std::to_string(source.handle) + ": closed while waiting");
+}
+
+}  // namespace
+
+Reactor::Reactor() : thread_([this] { loop(); }) { ignore_sigpipe(); }
+
+Reactor::~Reactor() { stop(); }
 
 void Reactor::stop() {
     {
@@ -24,6 +58,8 @@ void Reactor::stop() {
     }
     poller_.notify();
     if (thread_.joinable()) thread_.join();
+    std::lock_guard lock(mutex_);
+    removed_.clear();  // the thread is gone: no event holds their keys
 }
 
 void Reactor::loop() {
@@ -35,18 +71,19 @@ void Reactor::loop() {
             {
                 std::lock_guard lock(mutex_);
                 if (stopping_) return;
-                // Sources removed since the last wait can still appear in
-                // the events that wait returned; they are deregistered now,
-                // so the next wait will not report them: free them here.
-                for (IoSource* source : removed_) delete source;
-                removed_.clear();
                 timeout = poll_timeout_ms();
+                polling_ = true;
             }
             std::size_t n = poller_.wait(events, timeout);
             {
                 std::lock_guard lock(mutex_);
                 for (std::size_t i = 0; i < n; ++i) dispatch(events[i], wake);
                 fire_timers(Clock::now(), wake);
+                // The batch is dispatched, and the next wait starts after
+                // every removal so far, so it cannot report those keys:
+                // the sources removed while we waited can go.
+                polling_ = false;
+                removed_.clear();
             }
             // Wake outside the lock: wake() takes the executor's lock.
             for (Waker& w : wake) std::move(w).wake();
@@ -82,7 +119,8 @@ constexpr unsigned mask_of(unsigned direction) {
 }  // namespace
 
 void Reactor::dispatch(const PollEvent& event, std::vector<Waker>& wake) {
-    auto* source = static_cast<IoSource*>(event.key);
+    auto* source = static_cast<IoSource*>(event.key);  // alive: see removed_
+    if (source->closed) return;  // removed while we waited: nobody to tell
     unsigned bits = event.readiness;
     // An error is for whichever operation comes next, in either direction:
     // both become ready, and each clears it when its operation would block.
@@ -91,8 +129,14 @@ void Reactor::dispatch(const PollEvent& event, std::vector<Waker>& wake) {
     if (bits & kError) bits |= kReadable | kWritable;
     source->readiness |= bits & (mask_of(kReadable) | mask_of(kWritable));
     ++source->tick;
-    if ((bits & mask_of(kReadable)) && source->reader) wake.push_back(std::move(source->reader));
-    if ((bits & mask_of(kWritable)) && source->writer) wake.push_back(std::move(source->writer));
+    if ((bits & mask_of(kReadable)) && source->reader) {
+        wake.push_back(std::move(source->reader));
+        source->reader_wait = 0;
+    }
+    if ((bits & mask_of(kWritable)) && source->writer) {
+        wake.push_back(std::move(source->writer));
+        source->writer_wait = 0;
+    }
 }
 
 void Reactor::fire_timers(Clock::time_point now, std::vector<Waker>& wake) {
@@ -107,10 +151,13 @@ void Reactor::add_timer(TimerEntry& timer, Waker waker) {
     bool earliest;
     {
         std::lock_guard lock(mutex_);
+        if (stopping_) throw std::logic_error("fiber: sleep_for after its executor was destroyed");
+        // First the step that can fail (the vector may grow): if it throws,
+        // nothing else has changed, and the entry is not in the heap.
+        heap_.push_back(&timer);
+        timer.index = heap_.size() - 1;
         timer.waker = std::move(waker);
         timer.sequence = next_sequence_++;
-        timer.index = heap_.size();
-        heap_.push_back(&timer);
         heap_up(timer.index);
         earliest = timer.index == 0;
     }
@@ -127,32 +174,57 @@ void Reactor::cancel_timer(TimerEntry& timer) noexcept {
     timer.waker = Waker();
 }
 
-IoSource* Reactor::add_source(common::native_handle handle) {
-    auto* source = new IoSource;
+std::shared_ptr<IoSource> Reactor::add_source(common::native_handle handle) {
+    auto source = std::make_shared<IoSource>();
     source->handle = handle;
-    try {
-        poller_.add(handle, source);
-    } catch (...) {
-        delete source;
-        throw;
-    }
+    std::lock_guard lock(mutex_);
+    removed_.reserve(removed_.size() + live_sources_ + 1);  // may throw: nothing done yet
+    poller_.add(handle, source.get());
+    ++live_sources_;
     return source;
 }
 
-void Reactor::remove_source(IoSource* source) noexcept {
-    std::lock_guard lock(mutex_);
-    poller_.remove(source->handle, source);
-    source->reader = Waker();
-    source->writer = Waker();
-    removed_.push_back(source);  // not deleted yet: see loop()
+void Reactor::remove_source(const std::shared_ptr<IoSource>& source) noexcept {
+    Waker reader;
+    Waker writer;
+    {
+        std::lock_guard lock(mutex_);
+        poller_.remove(source->handle, source.get());
+        source->closed = true;
+        reader = std::move(source->reader);
+        writer = std::move(source->writer);
+        source->reader_wait = source->writer_wait = 0;
+        --live_sources_;
+        if (polling_) {
+            // The reactor thread may hold an event with this source's key
+            // that it has not dispatched yet: keep the source alive until
+            // it has. Never allocates: add_source() made room.
+            removed_.push_back(source);
+            if (removed_.size() % kNotifyAfterRemovals == 0) poller_.notify();
+        }
+    }
+    // Outside the lock (wake() takes the executor's): the waiters resume,
+    // find the source closed and fail. Should a wake run out of memory, the
+    // waker is dropped instead; its task waits until its executor goes.
+    for (Waker* w : {&reader, &writer}) {
+        if (!*w) continue;
+        try {
+            std::move(*w).wake();
+        } catch (...) {
+        }
+    }
 }
 
 bool Reactor::ready_or_wait(IoSource& source, unsigned direction, std::uint64_t& tick,
-                            Waker& waker) {
+                            Waker& waker, std::uint64_t& wait) {
     std::lock_guard lock(mutex_);
+    if (source.closed) throw_closed(source, direction);
     if (source.readiness & mask_of(direction)) {
         tick = source.tick;
         return true;
+    }
+    if (stopping_) {
+        throw std::logic_error("fiber: waiting for a handle whose executor was destroyed");
     }
     Waker& slot = direction == kReadable ? source.reader : source.writer;
     if (slot) {
@@ -162,25 +234,34 @@ bool Reactor::ready_or_wait(IoSource& source, unsigned direction, std::uint64_t&
     }
     // Checked and stored under the lock that dispatch() holds: an event
     // either came before (we saw the bit above) or finds the waker here.
+    // `wait` is written before the lock is released, so before any thread
+    // can take the waker and resume the waiter.
+    wait = ++source.waits;
+    (direction == kReadable ? source.reader_wait : source.writer_wait) = wait;
     slot = std::move(waker);
     return false;
 }
 
-std::uint64_t Reactor::tick(IoSource& source) {
+std::uint64_t Reactor::woken(IoSource& source, unsigned direction) {
     std::lock_guard lock(mutex_);
+    if (source.closed) throw_closed(source, direction);
     return source.tick;
 }
 
-void Reactor::cancel_wait(IoSource& source, unsigned direction) noexcept {
-    // One waiter per direction at a time, so the slot holds our waker, or
-    // nothing if the reactor already took it.
+void Reactor::cancel_wait(IoSource& source, unsigned direction, std::uint64_t wait) noexcept {
     std::lock_guard lock(mutex_);
+    std::uint64_t& current = direction == kReadable ? source.reader_wait : source.writer_wait;
+    // Not ours any more: the reactor fired our waker, and another task may
+    // be waiting in this slot now. Clearing it would strand that task.
+    if (current != wait) return;
+    current = 0;
     (direction == kReadable ? source.reader : source.writer) = Waker();
 }
 
 void Reactor::clear_readiness(IoSource& source, unsigned direction, std::uint64_t tick) {
     {
         std::lock_guard lock(mutex_);
+        if (source.closed) return;    // nothing to rearm; the next wait fails
         if (source.tick != tick) return;  // a newer event: try the operation again
         source.readiness &= ~mask_of(direction);
     }

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -31,15 +32,24 @@ struct TimerEntry {
 
 /// One watched handle: what readiness the reactor has seen, and who waits.
 /// A reader and a writer wait separately, so one task can read a socket
-/// while another writes to it.
+/// while another writes to it. Shared (std::shared_ptr) by its AsyncFd and
+/// by every awaiter waiting on it, so none of them can see it freed; the
+/// reactor itself holds it only briefly after removal (remove_source()).
 struct IoSource {
     common::native_handle handle = common::invalid_handle;
+    // The rest is guarded by the reactor's mutex.
     // Optimistic start: a new handle is tried before anyone waits for it,
-    // so a read that can succeed at once never goes through the reactor.
+    // so a read that can succeed at once never waits for an event.
     unsigned readiness = kReadable | kWritable;
     std::uint64_t tick = 0;  // readiness events seen so far
     Waker reader;
     Waker writer;
+    // Which wait each slot belongs to (0: none), so that a waiter that
+    // gives up removes its own registration and never a later one's.
+    std::uint64_t reader_wait = 0;
+    std::uint64_t writer_wait = 0;
+    std::uint64_t waits = 0;  // numbers the waits
+    bool closed = false;      // removed: waiting on it fails
 };
 
 class Reactor {
@@ -49,21 +59,36 @@ public:
     Reactor(const Reactor&) = delete;
     Reactor& operator=(const Reactor&) = delete;
 
-    /// Stops and joins the thread: after this no waker fires. Idempotent.
+    /// Stops and joins the thread: after this no waker fires, and adding a
+    /// timer or waiting for a handle fails (nothing would wake it).
+    /// Idempotent. The Reactor object stays usable for cleaning up: every
+    /// AsyncFd and sleep holds a reference to it.
     void stop();
 
+    /// Throws std::logic_error after stop(); on any exception the timer is
+    /// not queued and `waker` is dropped.
     void add_timer(TimerEntry& timer, Waker waker);
     void cancel_timer(TimerEntry& timer) noexcept;
 
-    IoSource* add_source(common::native_handle handle);
-    void remove_source(IoSource* source) noexcept;
+    /// Registers `handle`. Throws what Poller::add throws.
+    std::shared_ptr<IoSource> add_source(common::native_handle handle);
+    /// Deregisters the source (call it before closing the handle) and wakes
+    /// whoever waits on it: their wait fails with operation_canceled.
+    void remove_source(const std::shared_ptr<IoSource>& source) noexcept;
 
-    /// If `direction` is ready (or the handle hung up or failed), sets `tick`
-    /// to the source's current tick and returns true. Otherwise stores
-    /// `waker` in the direction's slot and returns false.
-    bool ready_or_wait(IoSource& source, unsigned direction, std::uint64_t& tick, Waker& waker);
-    std::uint64_t tick(IoSource& source);
-    void cancel_wait(IoSource& source, unsigned direction) noexcept;
+    /// If `direction` is ready (or closed, or failed), sets `tick` to the
+    /// source's current tick and returns true. Otherwise numbers this wait
+    /// in `wait`, stores `waker` in the direction's slot and returns false.
+    /// Throws std::system_error (operation_canceled) if the source was
+    /// removed, std::logic_error for a second waiter or a stopped reactor.
+    bool ready_or_wait(IoSource& source, unsigned direction, std::uint64_t& tick, Waker& waker,
+                       std::uint64_t& wait);
+    /// After a wake: the tick, or operation_canceled if the source was
+    /// removed meanwhile.
+    std::uint64_t woken(IoSource& source, unsigned direction);
+    /// Gives up wait number `wait`. If the reactor took its waker already,
+    /// the slot is empty or belongs to a newer wait: that one stays.
+    void cancel_wait(IoSource& source, unsigned direction, std::uint64_t wait) noexcept;
 
     /// An operation in `direction` would block. Forget that readiness,
     /// unless an event arrived after `tick` was read: that event may have
@@ -95,12 +120,22 @@ private:
     std::mutex mutex_;
     std::vector<TimerEntry*> heap_;  // a binary min-heap on (deadline, sequence)
     std::uint64_t next_sequence_ = 0;
-    std::vector<IoSource*> removed_;  // freed by the reactor thread, see loop()
+    // True from just before the reactor thread waits in the poller until it
+    // has dispatched what the wait returned. Events hold raw IoSource
+    // pointers (the poller's keys), so a source removed meanwhile must stay
+    // alive until then: it waits in `removed_`.
+    bool polling_ = false;
+    std::vector<std::shared_ptr<IoSource>> removed_;
+    // Sources registered and not removed. removed_ always has room for all
+    // of them, so that remove_source(), which runs in destructors, never
+    // allocates: add_source() reserves it.
+    std::size_t live_sources_ = 0;
     bool stopping_ = false;
     std::thread thread_;
 };
 
-/// The reactor of the executor running on this thread (started on first use).
-Reactor& current_reactor();
+/// The reactor of the executor running on this thread (started on first
+/// use), shared: the caller keeps it alive as long as it needs it.
+std::shared_ptr<Reactor> current_reactor();
 
 }  // namespace fiber::detail

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <coroutine>
+#include <memory>
 
 #include "fiber/reactor.hpp"
 #include "fiber/thread_timer.hpp"
@@ -20,8 +21,7 @@ namespace fiber {
 /// only after its reactor has stopped.
 class Sleep {
 public:
-    explicit Sleep(std::chrono::steady_clock::duration d)
-        : deadline_(std::chrono::steady_clock::now() + d) {}
+    explicit Sleep(std::chrono::steady_clock::time_point deadline) : deadline_(deadline) {}
     Sleep(Sleep&&) = delete;
     ~Sleep() {
         if (reactor_) reactor_->cancel_timer(timer_);
@@ -30,7 +30,7 @@ public:
     bool await_ready() const noexcept { return std::chrono::steady_clock::now() >= deadline_; }
     void await_suspend(std::coroutine_handle<> self) {
         Waker waker = current_waker(self);
-        reactor_ = &detail::current_reactor();
+        reactor_ = detail::current_reactor();
         timer_.deadline = deadline_;
         // Publishes the waker: from here on the reactor may fire it, so
         // nothing after this line may touch *this.
@@ -41,10 +41,14 @@ public:
 private:
     std::chrono::steady_clock::time_point deadline_;
     detail::TimerEntry timer_;
-    detail::Reactor* reactor_ = nullptr;
+    std::shared_ptr<detail::Reactor> reactor_;  // shared: alive for ~Sleep, whenever it runs
 };
 
-/// `co_await fiber::sleep_for(100ms);`
-inline Sleep sleep_for(std::chrono::steady_clock::duration d) { return Sleep(d); }
+/// `co_await fiber::sleep_for(100ms);` A duration too long for the clock
+/// sleeps for ever; zero or negative does not suspend.
+template <typename Rep, typename Period>
+Sleep sleep_for(std::chrono::duration<Rep, Period> d) {
+    return Sleep(detail::deadline_after(d));
+}
 
 }  // namespace fiber

@@ -15,14 +15,34 @@
 
 namespace fiber {
 
+namespace detail {
+
+/// The deadline `d` from now, saturated: a duration longer than the clock
+/// can count (duration::max(), hours::max()) gives the clock's last instant,
+/// "never", where plain `now + d` overflows into the past and the sleep
+/// would end at once. Zero and negative durations give now: no wait.
+template <typename Rep, typename Period>
+std::chrono::steady_clock::time_point deadline_after(std::chrono::duration<Rep, Period> d) {
+    using Clock = std::chrono::steady_clock;
+    const Clock::time_point now = Clock::now();
+    if (d <= d.zero()) return now;
+    // Compared in d's own unit, so that converting d cannot overflow first.
+    const Clock::duration room = Clock::time_point::max() - now;
+    if (d >= std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(room)) {
+        return Clock::time_point::max();
+    }
+    return now + std::chrono::ceil<Clock::duration>(d);  // up: never early
+}
+
+}  // namespace detail
+
 /// The awaiter of thread_sleep_for(). It lives in the sleeping coroutine's
 /// frame. Destroying it before the deadline (the frame is destroyed while it
 /// sleeps) cancels the timer thread and joins it: no wake ever reaches a
 /// destroyed coroutine.
 class ThreadSleep {
 public:
-    explicit ThreadSleep(std::chrono::steady_clock::duration d)
-        : deadline_(std::chrono::steady_clock::now() + d) {}
+    explicit ThreadSleep(std::chrono::steady_clock::time_point deadline) : deadline_(deadline) {}
     ThreadSleep(ThreadSleep&&) = delete;
     ~ThreadSleep();
 
@@ -43,8 +63,9 @@ private:
 
 /// `co_await fiber::thread_sleep_for(10ms);` suspends for at least 10 ms,
 /// on an OS thread of its own.
-inline ThreadSleep thread_sleep_for(std::chrono::steady_clock::duration d) {
-    return ThreadSleep(d);
+template <typename Rep, typename Period>
+ThreadSleep thread_sleep_for(std::chrono::duration<Rep, Period> d) {
+    return ThreadSleep(detail::deadline_after(d));
 }
 
 /// How many timer threads this process has started (for many_timers).

@@ -81,3 +81,16 @@ TEST(Sleep, DestroyingAPendingSleepCancelsIt) {
     };
     EXPECT_TRUE(fiber::block_on(t()));
 }
+
+TEST(Sleep, TheLongestDurationsSleepForEverInsteadOfOverflowing) {
+    // now + duration::max() overflows into the past; saturated, it is the
+    // clock's last instant, so the sleep does not end at once.
+    auto nanos = fiber::sleep_for(std::chrono::nanoseconds::max());
+    auto hours = fiber::sleep_for(std::chrono::hours::max());  // overflows on the way to ns
+    auto steady = fiber::sleep_for(Clock::duration::max());
+    EXPECT_FALSE(nanos.await_ready());
+    EXPECT_FALSE(hours.await_ready());
+    EXPECT_FALSE(steady.await_ready());
+    auto negative = fiber::sleep_for(std::chrono::hours::min());
+    EXPECT_TRUE(negative.await_ready());
+}

@@ -1,0 +1,47 @@
+// A global operator new that can be told to fail (see fail_alloc.hpp).
+#include "common/testing/fail_alloc.hpp"
+
+#include <cstdint>
+#include <cstdlib>
+#include <new>
+
+namespace {
+
+// Per thread: a test makes its own allocations fail, never the reactor's or
+// a timer thread's. SIZE_MAX: no FailAllocations scope is open.
+thread_local std::size_t t_allowed = SIZE_MAX;
+thread_local bool t_failed = false;
+
+void* checked_alloc(std::size_t size) {
+    if (t_allowed != SIZE_MAX) {
+        if (t_allowed == 0) {
+            t_failed = true;
+            throw std::bad_alloc();
+        }
+        --t_allowed;
+    }
+    if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+    throw std::bad_alloc();
+}
+
+}  // namespace
+
+namespace fiber::common {
+
+FailAllocations::FailAllocations(std::size_t skip) {
+    t_allowed = skip;
+    t_failed = false;
+}
+
+FailAllocations::~FailAllocations() { t_allowed = SIZE_MAX; }
+
+bool FailAllocations::failed() noexcept { return t_failed; }
+
+}  // namespace fiber::common
+
+void* operator new(std::size_t size) { return checked_alloc(size); }
+void* operator new[](std::size_t size) { return checked_alloc(size); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }

@@ -1,0 +1,24 @@
+// Makes an allocation fail on purpose, to test what the runtime does when
+// memory runs out. Every test program links the counting operator new of
+// fail_alloc.cpp; it fails only inside a FailAllocations scope, and only on
+// the thread that opened it.
+#pragma once
+
+#include <cstddef>
+
+namespace fiber::common {
+
+/// While it lives, the allocation after the next `skip` ones on this thread
+/// throws std::bad_alloc, and so does every later one. `failed()` says
+/// whether any did: a test that expected a failure checks it.
+class FailAllocations {
+public:
+    explicit FailAllocations(std::size_t skip = 0);
+    ~FailAllocations();
+    FailAllocations(const FailAllocations&) = delete;
+    FailAllocations& operator=(const FailAllocations&) = delete;
+
+    static bool failed() noexcept;
+};
+
+}  // namespace fiber::common
