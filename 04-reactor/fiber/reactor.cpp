@@ -5,6 +5,7 @@
 #include <climits>
 #include <cstdio>
 #include <exception>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -72,6 +73,7 @@ void Reactor::loop() {
                 std::lock_guard lock(mutex_);
                 if (stopping_) return;
                 timeout = poll_timeout_ms();
+                if (!wake.empty() && (timeout < 0 || timeout > 1)) timeout = 1;  // a retry
                 polling_ = true;
             }
             std::size_t n = poller_.wait(events, timeout);
@@ -85,9 +87,18 @@ void Reactor::loop() {
                 polling_ = false;
                 removed_.clear();
             }
-            // Wake outside the lock: wake() takes the executor's lock.
-            for (Waker& w : wake) std::move(w).wake();
-            wake.clear();
+            // Wake outside the lock: wake() takes the executor's lock. A
+            // wake that runs out of memory leaves its waker whole: keep it,
+            // and try again after a short wait rather than lose the task.
+            std::size_t kept = 0;
+            for (Waker& w : wake) {
+                try {
+                    std::move(w).wake();
+                } catch (const std::bad_alloc&) {
+                    wake[kept++] = std::move(w);
+                }
+            }
+            wake.resize(kept);
         }
     } catch (const std::exception& e) {
         // The poller failed (not EINTR): no task could ever be woken again.

@@ -1,6 +1,7 @@
 // A global operator new that can be told to fail (see fail_alloc.hpp).
 #include "common/testing/fail_alloc.hpp"
 
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <new>
@@ -11,6 +12,8 @@ namespace {
 // a timer thread's. SIZE_MAX: no FailAllocations scope is open.
 thread_local std::size_t t_allowed = SIZE_MAX;
 thread_local bool t_failed = false;
+// Relaxed: a statistic, read once the threads that allocate are quiet.
+std::atomic<std::size_t> g_live{0};
 
 void* checked_alloc(std::size_t size) {
     if (t_allowed != SIZE_MAX) {
@@ -20,8 +23,17 @@ void* checked_alloc(std::size_t size) {
         }
         --t_allowed;
     }
-    if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+    if (void* p = std::malloc(size == 0 ? 1 : size)) {
+        g_live.fetch_add(1, std::memory_order_relaxed);
+        return p;
+    }
     throw std::bad_alloc();
+}
+
+void checked_free(void* p) noexcept {
+    if (!p) return;
+    g_live.fetch_sub(1, std::memory_order_relaxed);
+    std::free(p);
 }
 
 }  // namespace
@@ -37,11 +49,13 @@ FailAllocations::~FailAllocations() { t_allowed = SIZE_MAX; }
 
 bool FailAllocations::failed() noexcept { return t_failed; }
 
+std::size_t live_allocations() noexcept { return g_live.load(std::memory_order_relaxed); }
+
 }  // namespace fiber::common
 
 void* operator new(std::size_t size) { return checked_alloc(size); }
 void* operator new[](std::size_t size) { return checked_alloc(size); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p) noexcept { checked_free(p); }
+void operator delete[](void* p) noexcept { checked_free(p); }
+void operator delete(void* p, std::size_t) noexcept { checked_free(p); }
+void operator delete[](void* p, std::size_t) noexcept { checked_free(p); }

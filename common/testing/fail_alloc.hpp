@@ -1,5 +1,6 @@
 // Makes an allocation fail on purpose, to test what the runtime does when
-// memory runs out. Every test program links the counting operator new of
+// memory runs out, and counts the allocations alive, to test that memory
+// is given back. Every test program links the operator new of
 // fail_alloc.cpp; it fails only inside a FailAllocations scope, and only on
 // the thread that opened it.
 #pragma once
@@ -20,5 +21,8 @@ public:
 
     static bool failed() noexcept;
 };
+
+/// Blocks allocated with operator new and not yet deleted, process-wide.
+std::size_t live_allocations() noexcept;
 
 }  // namespace fiber::common
