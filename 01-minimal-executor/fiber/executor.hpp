@@ -7,6 +7,8 @@
 #include <coroutine>
 #include <deque>
 #include <memory>
+#include <stdexcept>
+#include <string>
 #include <utility>
 
 #include "fiber/task.hpp"
@@ -63,6 +65,12 @@ private:
     bool closed_ = false;                        // the Executor is gone
 };
 
+// The Scheduler of an Executor or Spawner; one that was moved from has none.
+inline Scheduler& checked(const std::shared_ptr<Scheduler>& scheduler, const char* who) {
+    if (!scheduler) throw std::logic_error(std::string(who) + ": used after it was moved from");
+    return *scheduler;
+}
+
 }  // namespace detail
 
 /// Puts tasks on an executor's ready queue. Copyable; every copy feeds the
@@ -70,7 +78,9 @@ private:
 class Spawner {
 public:
     /// Queues `task` to run. Throws std::logic_error once the Executor is gone.
-    void spawn(Task<> task) { scheduler_->spawn(std::move(task)); }
+    void spawn(Task<> task) {
+        detail::checked(scheduler_, "fiber::Spawner").spawn(std::move(task));
+    }
 
 private:
     friend std::pair<Executor, Spawner> new_executor_and_spawner();
@@ -95,7 +105,7 @@ public:
     }
 
     /// Resumes ready tasks, oldest first, until none is ready.
-    void run() { scheduler_->run(); }
+    void run() { detail::checked(scheduler_, "fiber::Executor").run(); }
 
 private:
     friend std::pair<Executor, Spawner> new_executor_and_spawner();

@@ -161,3 +161,13 @@ TEST(Executor, MoveAssignmentDestroysTheTasksOfTheExecutorItReplaces) {
     EXPECT_EQ(LiveCounter::live(), 0);
     EXPECT_THROW(spawner.spawn(holder()), std::logic_error);
 }
+
+TEST(Executor, AMovedFromExecutorOrSpawnerFailsLoudly) {
+    auto [executor, spawner] = fiber::new_executor_and_spawner();
+    fiber::Executor moved_executor = std::move(executor);
+    fiber::Spawner moved_spawner = std::move(spawner);
+    EXPECT_THROW(executor.run(), std::logic_error);
+    std::vector<std::string> log;
+    EXPECT_THROW(spawner.spawn(record(log, "never")), std::logic_error);
+    EXPECT_TRUE(log.empty());
+}

@@ -11,6 +11,8 @@
 #include <cstddef>
 #include <deque>
 #include <memory>
+#include <stdexcept>
+#include <string>
 #include <mutex>
 #include <utility>
 
@@ -80,6 +82,12 @@ private:
     std::shared_ptr<Reactor> reactor_;  // shared with every AsyncFd and sleep
 };
 
+// The Scheduler of an Executor or Spawner; one that was moved from has none.
+inline Scheduler& checked(const std::shared_ptr<Scheduler>& scheduler, const char* who) {
+    if (!scheduler) throw std::logic_error(std::string(who) + ": used after it was moved from");
+    return *scheduler;
+}
+
 }  // namespace detail
 
 /// Puts tasks on an executor's ready queue. Copyable; every copy feeds the
@@ -87,7 +95,9 @@ private:
 class Spawner {
 public:
     /// Queues `task` to run. Throws std::logic_error once the Executor is gone.
-    void spawn(Task<> task) { scheduler_->spawn(std::move(task)); }
+    void spawn(Task<> task) {
+        detail::checked(scheduler_, "fiber::Spawner").spawn(std::move(task));
+    }
 
 private:
     friend std::pair<Executor, Spawner> new_executor_and_spawner();
@@ -115,12 +125,12 @@ public:
     /// Resumes ready tasks, oldest first. When none is ready it sleeps until
     /// a Waker fires; it returns once nothing is ready and no Waker is left
     /// that could make a task ready.
-    void run() { scheduler_->run(); }
+    void run() { detail::checked(scheduler_, "fiber::Executor").run(); }
 
     /// Makes run() return once the running task suspends, even though other
     /// tasks still wait; they are destroyed with the Executor. From any thread;
     /// called while run() is not running, it makes the next run() return at once.
-    void stop() { scheduler_->stop(); }
+    void stop() { detail::checked(scheduler_, "fiber::Executor").stop(); }
 
 private:
     friend std::pair<Executor, Spawner> new_executor_and_spawner();
