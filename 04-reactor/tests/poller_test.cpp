@@ -255,11 +255,11 @@ TEST(Poller, PeerResetWakesBothAReaderAndAWriter) {
     // Both directions now wait, as in the reactor: nothing to read, and a
     // full send buffer. Their operations would block, so the reactor
     // rearms both (IOCP's polls are one-shot) and forgets the old bits.
-    fill_send_buffer(pair.ours);
+    ASSERT_NO_FATAL_FAILURE(fill_send_buffer(pair.ours));
     poller.rearm(pair.ours, &key_a, kReadable | kWritable);
     events.poll_once(0);
     events.bits.clear();
-    reset(pair.peer);
+    ASSERT_NO_FATAL_FAILURE(reset(pair.peer));
     // What the backends report differ: epoll says kError and both closed
     // bits, kqueue's read filter kError (the socket error in fflags), AFD
     // ABORT on both polls. Whatever the form, both directions must wake.
