@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <iterator>
 #include <string>
+#include <system_error>
 
 #include "fiber/poller.hpp"
 
@@ -56,7 +57,15 @@ void Poller::add(common::native_handle fd, void* key) {
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
     ev.data.ptr = key;
     if (epoll_ctl(state_->epoll, EPOLL_CTL_ADD, fd, &ev) != 0) {
-        common::throw_last_error("epoll_ctl ADD fd " + std::to_string(fd));
+        int error = errno;  // before building the message, which may allocate
+        const std::string what = "epoll_ctl ADD fd " + std::to_string(fd);
+        // EEXIST: watched already. Thrown as the portable code, so callers
+        // compare it with std::errc::file_exists alike on every poller.
+        // (EPERM is epoll's answer for a regular file: always ready.)
+        if (error == EEXIST) {
+            throw std::system_error(std::make_error_code(std::errc::file_exists), what);
+        }
+        common::throw_error(error, what);
     }
 }
 

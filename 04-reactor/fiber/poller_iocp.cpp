@@ -24,6 +24,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <system_error>
 #include <unordered_map>
 
 // The one ntdll function that the mingw-w64 headers do not declare.
@@ -97,16 +98,20 @@ struct Sock {
     Poll polls[2]{{this, kReadMask, kReadable}, {this, kWriteMask, kWritable}};
 };
 
-// DISCONNECT is a half-close, like epoll's EPOLLRDHUP: readable (a read
-// returns 0), not a hang-up. The reactor keeps kHangup for good and lets a
-// writer through on it, so a writer to a half-closed socket with a full
-// send buffer would spin instead of waiting for SEND.
+// What AFD's events say about the socket. DISCONNECT is a half-close, like
+// epoll's EPOLLRDHUP: read-closed only (a read returns 0), and writes still
+// work. Tempting but wrong: both closed bits for it. A writer woken by
+// kWriteClosed would fail a write that would have worked. ABORT (a reset)
+// and LOCAL_CLOSE end both directions; ABORT and CONNECT_FAIL also leave
+// an error for the next operation, which a writable bit lets through.
 unsigned readiness(ULONG events) {
     unsigned bits = 0;
-    if (events & (kPollReceive | kPollAccept | kPollDisconnect)) bits |= kReadable;
-    if (events & (kPollSend | kPollConnectFail)) bits |= kWritable;
-    if (events & (kPollAbort | kPollLocalClose)) bits |= kHangup;
-    if (events & (kPollAbort | kPollConnectFail | kPollLocalClose)) bits |= kError;
+    if (events & (kPollReceive | kPollAccept)) bits |= kReadable;
+    if (events & kPollSend) bits |= kWritable;
+    if (events & kPollDisconnect) bits |= kReadClosed;
+    if (events & (kPollAbort | kPollLocalClose)) bits |= kReadClosed | kWriteClosed;
+    if (events & kPollAbort) bits |= kError;
+    if (events & kPollConnectFail) bits |= kWritable | kError;
     return bits;
 }
 
@@ -118,7 +123,11 @@ SOCKET base_socket(SOCKET s) {
     DWORD bytes = 0;
     int r = WSAIoctl(s, SIO_BASE_HANDLE, nullptr, 0, &base, sizeof base, &bytes, nullptr, nullptr);
     if (r != 0) {
-        common::throw_last_error("WSAIoctl SIO_BASE_HANDLE on socket " + std::to_string(s));
+        // WSAENOTSOCK: a file, a pipe, or no handle at all. Read before
+        // building the message, which may allocate.
+        int error = WSAGetLastError();
+        common::throw_error(error, "add handle " + std::to_string(s) +
+                                       ": WSAIoctl SIO_BASE_HANDLE (only sockets can be watched)");
     }
     return base;
 }
@@ -252,8 +261,11 @@ void Poller::add(common::native_handle handle, void* key) {
     auto sock = std::make_unique<Sock>(base_socket(handle), key);
     std::lock_guard lock(state_->mutex);
     auto [it, inserted] = state_->socks.try_emplace(handle, std::move(sock));
+    // Thrown as the portable code: standard libraries differ in how they map
+    // ERROR_ALREADY_EXISTS to std::errc, and callers compare with file_exists.
     if (!inserted) {
-        common::throw_error(ERROR_ALREADY_EXISTS, "Poller::add socket " + std::to_string(handle));
+        throw std::system_error(std::make_error_code(std::errc::file_exists),
+                                "add socket " + std::to_string(handle));
     }
     try {
         for (Poll& p : it->second->polls) {

@@ -6,6 +6,7 @@
 #include <sys/types.h>  // first: older BSDs' <sys/event.h> needs it
 
 #include <sys/event.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -13,7 +14,10 @@
 #include <cerrno>
 #include <cstdint>
 #include <iterator>
+#include <mutex>
 #include <string>
+#include <system_error>
+#include <unordered_set>
 
 #include "fiber/poller.hpp"
 
@@ -53,6 +57,14 @@ void apply(int kq, struct kevent (&changes)[2], int (&errors)[2]) {
 
 struct Poller::State {
     int kq = -1;
+    // The descriptors add() accepted and remove() has not yet dropped. EV_ADD
+    // of a filter that exists already just updates it, so kqueue alone would
+    // let a second add() steal the first one's key without a word. Guarded
+    // by `mutex`: add() and remove() run on any thread; wait() never takes it.
+    // A caller that closes a descriptor without remove() leaves its number
+    // here, and a later add() of that number fails: loudly, as it should.
+    std::mutex mutex;
+    std::unordered_set<int> watched;
 };
 
 Poller::Poller() : state_(std::make_unique<State>()) {
@@ -73,20 +85,47 @@ Poller::Poller() : state_(std::make_unique<State>()) {
 Poller::~Poller() { ::close(state_->kq); }
 
 void Poller::add(common::native_handle fd, void* key) {
+    const std::string what = "kevent EV_ADD fd " + std::to_string(fd);
+    // A regular file or a directory is always ready, and kqueue would say
+    // so (macOS and the BSDs accept the filters; epoll refuses with EPERM).
+    // Refused here too, with epoll's answer, so that all pollers agree.
+    struct stat info;
+    if (fstat(fd, &info) != 0) common::throw_last_error(what);
+    if (S_ISREG(info.st_mode) || S_ISDIR(info.st_mode)) {
+        common::throw_error(EPERM, "add fd " + std::to_string(fd) +
+                                       " (a regular file or directory is always ready)");
+    }
+    // Held across the kevent() call, so that a concurrent remove() of the
+    // same fd finds either no registration or a complete one.
+    std::lock_guard lock(state_->mutex);
+    if (!state_->watched.insert(fd).second) {
+        throw std::system_error(std::make_error_code(std::errc::file_exists), what);
+    }
     // EV_CLEAR is kqueue's EPOLLET: a filter reports a transition once, not
     // on every wait() while the handle stays ready.
     struct kevent changes[2];
     int errors[2];
     both_filters(changes, fd, EV_ADD | EV_CLEAR, key);
-    apply(state_->kq, changes, errors);
+    try {
+        apply(state_->kq, changes, errors);
+    } catch (...) {
+        state_->watched.erase(fd);
+        throw;
+    }
     // A pipe whose other end is already closed refuses a write filter
     // (EPIPE; EBADF on NetBSD). Nothing can be written to it anyway: a
     // write fails at once, without waiting. The read filter decides.
     if (errors[1] == EPIPE || (errors[1] == EBADF && errors[0] == 0)) errors[1] = 0;
     if (errors[0] != 0 || errors[1] != 0) {
-        remove(fd, key);  // no half registration left behind
-        common::throw_error(errors[0] ? errors[0] : errors[1],
-                            "kevent EV_ADD fd " + std::to_string(fd));
+        int error = errors[0] ? errors[0] : errors[1];
+        // No half registration left behind: a later add() must start afresh.
+        both_filters(changes, fd, EV_DELETE, key);
+        try {
+            apply(state_->kq, changes, errors);
+        } catch (const std::system_error&) {  // the kqueue itself failed: nothing left to undo
+        }
+        state_->watched.erase(fd);
+        common::throw_error(error, what);
     }
 }
 
@@ -100,6 +139,8 @@ void Poller::remove(common::native_handle fd, void* key) {
     // libkqueue cannot see a close() at all). udata goes along: some kqueues
     // want it. ENOENT (write filter refused in add) and EBADF are ignored:
     // this runs in destructors.
+    std::lock_guard lock(state_->mutex);
+    if (state_->watched.erase(fd) == 0) return;  // never added, or add() failed
     struct kevent changes[2];
     int errors[2];
     both_filters(changes, fd, EV_DELETE, key);
@@ -122,20 +163,20 @@ std::size_t Poller::wait(std::span<PollEvent> out, int timeout_ms) {
     for (int i = 0; i < n; ++i) {
         const struct kevent& e = events[i];
         if (e.filter == EVFILT_USER) continue;  // notify(): EV_CLEAR has reset it
+        // EV_EOF closes the direction of its own filter only. On the read
+        // filter it is a half-close, like EPOLLRDHUP: the peer sends nothing
+        // more, and we may still write. Tempting but wrong: reporting both
+        // closed bits for it. A writer woken by kWriteClosed would fail a
+        // write that would have worked. A non-zero fflags with EV_EOF is the
+        // socket error, e.g. ECONNRESET, where epoll says EPOLLERR.
         unsigned bits = 0;
         if (e.flags & EV_ERROR) {
             bits = kError;  // data holds the errno
         } else if (e.filter == EVFILT_READ) {
-            bits = kReadable;
+            bits = kReadable | ((e.flags & EV_EOF) ? kReadClosed : 0u);
         } else if (e.filter == EVFILT_WRITE) {
-            bits = kWritable;
+            bits = kWritable | ((e.flags & EV_EOF) ? kWriteClosed : 0u);
         }
-        // EV_EOF ends one direction only (a half-close), and that filter's
-        // bit already wakes the task concerned: its read returns 0, its
-        // write fails. Tempting but wrong: adding kHangup. The reactor keeps
-        // kHangup as "both directions ready", so a writer to a half-closed
-        // socket would spin on EAGAIN. (epoll: EPOLLRDHUP is only kReadable.)
-        // A non-zero fflags is the socket error, e.g. ECONNRESET: EPOLLERR.
         if ((e.flags & EV_EOF) && e.fflags != 0) bits |= kError;
         out[count++] = {e.udata, bits};
     }
