@@ -10,7 +10,9 @@
 #else
 #include <sys/resource.h>
 
+#include <cstdlib>
 #include <fstream>
+#include <string>
 #endif
 
 namespace fiber::common {
@@ -21,10 +23,25 @@ inline std::size_t peak_rss_bytes() {
     PROCESS_MEMORY_COUNTERS counters{};
     if (!K32GetProcessMemoryInfo(GetCurrentProcess(), &counters, sizeof counters)) return 0;
     return counters.PeakWorkingSetSize;
+#elif defined(__linux__)
+    // VmHWM ("VmHWM:   31744 kB"), not getrusage's ru_maxrss: Linux carries
+    // ru_maxrss across exec, so a program started by a large parent would
+    // report the parent's peak. reset_peak_rss() resets VmHWM.
+    std::ifstream status("/proc/self/status");
+    for (std::string line; std::getline(status, line);) {
+        if (line.starts_with("VmHWM:")) {
+            return static_cast<std::size_t>(std::strtoull(line.c_str() + 6, nullptr, 10)) * 1024;
+        }
+    }
+    return 0;
 #else
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
-    return static_cast<std::size_t>(usage.ru_maxrss) * 1024;  // Linux reports KiB
+#ifdef __APPLE__
+    return static_cast<std::size_t>(usage.ru_maxrss);  // macOS reports bytes
+#else
+    return static_cast<std::size_t>(usage.ru_maxrss) * 1024;  // the BSDs report KiB
+#endif
 #endif
 }
 

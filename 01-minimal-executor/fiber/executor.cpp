@@ -1,6 +1,7 @@
 // The single-threaded executor: a FIFO of ready coroutine handles.
 #include "fiber/executor.hpp"
 
+#include <exception>
 #include <stdexcept>
 
 namespace fiber {
@@ -20,6 +21,11 @@ Root run_root(Task<> task) { co_await std::move(task); }
 void Root::promise_type::FinalAwaiter::await_suspend(Handle self) noexcept {  // unlink, destroy
     self.promise().scheduler->unlink(self.promise());
     self.destroy();  // the task is done; nothing else refers to this frame
+}
+
+// Stored, not rethrown with `throw;`, for the reason Task's promise gives.
+void Root::promise_type::unhandled_exception() noexcept {
+    scheduler->fail(std::current_exception());
 }
 
 Scheduler::~Scheduler() { destroy_all(); }
@@ -60,6 +66,8 @@ void Scheduler::run() {
         std::coroutine_handle<> next = ready_.front();
         ready_.pop_front();
         next.resume();  // runs until the task suspends or finishes
+        // A spawned task failed: its exception leaves through run().
+        if (failure_) std::rethrow_exception(std::exchange(failure_, nullptr));
     }
 }
 

@@ -40,7 +40,8 @@ struct Root {
         };
         FinalAwaiter final_suspend() noexcept { return {}; }
         void return_void() noexcept {}
-        void unhandled_exception() { throw; }  // leaves through run()
+        // Hands the exception to the scheduler; run() rethrows it.
+        void unhandled_exception() noexcept;
     };
     using Handle = std::coroutine_handle<promise_type>;
     Handle handle;
@@ -55,6 +56,7 @@ public:
     ~Scheduler();
     void spawn(Task<> task);
     void schedule(std::coroutine_handle<> h);  // Waker::wake
+    void fail(std::exception_ptr e) noexcept { failure_ = e; }
     void run();
     void unlink(Root::promise_type& root) noexcept;
     void destroy_all() noexcept;
@@ -63,6 +65,7 @@ private:
     std::deque<std::coroutine_handle<>> ready_;  // FIFO: spawn order is run order
     Root::promise_type* roots_ = nullptr;        // every spawned task not yet finished
     bool closed_ = false;                        // the Executor is gone
+    std::exception_ptr failure_;                 // a spawned task's, for run() to rethrow
 };
 
 // The Scheduler of an Executor or Spawner; one that was moved from has none.

@@ -1,7 +1,8 @@
 // Task<>: a lazy coroutine that an executor runs or another task awaits.
-// At this stage a task returns nothing, and an exception that escapes it
-// leaves through Executor::run(). Chapter 2 adds values and delivers
-// exceptions to the awaiting task instead.
+// At this stage a task returns nothing; an exception that escapes it is
+// rethrown in the awaiting task, and out of a spawned task it leaves
+// through Executor::run(). Chapter 2 adds values and reports a spawned
+// task's exception instead.
 #pragma once
 
 #include <coroutine>
@@ -46,11 +47,13 @@ template <typename T = void>
 class [[nodiscard]] Task {
 public:
     struct promise_type : detail::PromiseBase {
+        std::exception_ptr exception;  // what escaped the body, if anything
         Task get_return_object() noexcept { return Task(Handle::from_promise(*this)); }
         void return_void() noexcept {}
-        // Nowhere to deliver an exception yet: rethrowing makes it leave the
-        // resume() that ran this coroutine, which is Executor::run().
-        void unhandled_exception() { throw; }
+        // Kept for the awaiter, which rethrows it in the parent. Rethrowing
+        // here (`throw;`) is allowed too, but Clang 16 miscompiles the
+        // frame's cleanup after it; storing is the simpler path anyway.
+        void unhandled_exception() noexcept { exception = std::current_exception(); }
     };
     using Handle = std::coroutine_handle<promise_type>;
 
@@ -80,7 +83,9 @@ public:
             child.promise().continuation = parent;
             return child;  // start the child as a tail call, not a nested call
         }
-        void await_resume() noexcept {}
+        void await_resume() {
+            if (child.promise().exception) std::rethrow_exception(child.promise().exception);
+        }
     };
 
     Awaiter operator co_await() && {

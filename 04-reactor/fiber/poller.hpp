@@ -1,7 +1,8 @@
 // Poller: the one part of the reactor that differs per operating system.
 // It watches handles and reports readiness, waits with a timeout, and can
 // be woken from another thread. One implementation per OS, chosen by CMake
-// (FIBER_POLLER): poller_epoll.cpp (Linux), poller_kqueue.cpp (macOS, BSD),
+// (FIBER_POLLER): poller_epoll.cpp (Linux), poller_kqueue.cpp (the kqueue
+// systems with EVFILT_USER: FreeBSD, macOS, OpenBSD 7.8+, NetBSD 10+),
 // poller_iocp.cpp (Windows, readiness through AFD poll requests).
 #pragma once
 

@@ -197,9 +197,10 @@ TEST(Io, TwoReadersOnOneHandleFailLoudly) {
 }
 
 TEST(Io, AsyncFdOutsideAnExecutorFailsAndClosesTheHandle) {
-    const std::size_t before = fiber::common::open_descriptors();
+    const std::optional<std::size_t> before = fiber::common::open_descriptors();
     const auto [reader, writer] = fiber::common::make_pipe();
     EXPECT_THROW(fiber::AsyncFd{reader}, std::logic_error);
     fiber::common::close_handle(writer);
+    if (!before) GTEST_SKIP() << "cannot count open descriptors here: no leak check";
     EXPECT_EQ(fiber::common::open_descriptors(), before);
 }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -79,7 +80,7 @@ TEST(Reactor, CancelRacingTheTimerNeverTouchesTheDestroyedAwaiter) {
 }
 
 TEST(Reactor, ShutdownDestroysTasksWaitingOnTimersAndDescriptors) {
-    const std::size_t fds_before = fiber::common::open_descriptors();
+    const std::optional<std::size_t> fds_before = fiber::common::open_descriptors();
     auto forever_sleep = []() -> fiber::Task<> {
         LiveCounter alive;
         co_await fiber::sleep_for(1h);
@@ -112,6 +113,7 @@ TEST(Reactor, ShutdownDestroysTasksWaitingOnTimersAndDescriptors) {
     // AsyncFds closed the pipes, and the reactor closed its own handles.
     EXPECT_EQ(LiveCounter::live(), 0);
 #ifndef FIBER_LIBKQUEUE  // see common/CMakeLists.txt
+    if (!fds_before) GTEST_SKIP() << "cannot count open descriptors here: no leak check";
     EXPECT_EQ(fiber::common::open_descriptors(), fds_before);
 #else
     (void)fds_before;
