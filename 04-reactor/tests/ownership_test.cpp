@@ -118,7 +118,8 @@ TEST(Ownership, AnAsyncFdThatOutlivesItsExecutorJustClosesItsDescriptor) {
     }
     kept.reset();  // deregisters from a stopped reactor and closes: nothing freed is touched
     fiber::common::close_handle(writer);
-#ifndef FIBER_LIBKQUEUE
+#ifndef FIBER_LIBKQUEUE  // see common/CMakeLists.txt
+    if (!fds_before) GTEST_SKIP() << "cannot count open descriptors here: no leak check";
     EXPECT_EQ(fiber::common::open_descriptors(), fds_before);
 #else
     (void)fds_before;
