@@ -25,10 +25,10 @@ template <typename Rep, typename Period>
 std::chrono::steady_clock::time_point deadline_after(std::chrono::duration<Rep, Period> d) {
     using Clock = std::chrono::steady_clock;
     const Clock::time_point now = Clock::now();
-    if (d <= d.zero()) return now;
+    if (!(d > d.zero())) return now;  // written so: a NaN duration is no wait either
     // Compared in d's own unit, so that converting d cannot overflow first.
     const Clock::duration room = Clock::time_point::max() - now;
-    if (d >= std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(room)) {
+    if (!(d < std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(room))) {
         return Clock::time_point::max();
     }
     return now + std::chrono::ceil<Clock::duration>(d);  // up: never early

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cmath>
 #include <vector>
 
 #include "fiber/block_on.hpp"
@@ -93,4 +94,6 @@ TEST(Sleep, TheLongestDurationsSleepForEverInsteadOfOverflowing) {
     EXPECT_FALSE(steady.await_ready());
     auto negative = fiber::sleep_for(std::chrono::hours::min());
     EXPECT_TRUE(negative.await_ready());
+    auto not_a_number = fiber::sleep_for(std::chrono::duration<double>(std::nan("")));
+    EXPECT_TRUE(not_a_number.await_ready());
 }
