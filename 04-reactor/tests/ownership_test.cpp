@@ -326,6 +326,21 @@ TEST(Ownership, ATimerThatRunsOutOfMemoryLeavesTheHeapConsistent) {
 
 #ifndef _WIN32
 
+// A socket of `type` bound to a free port on 127.0.0.1, and that address.
+std::pair<int, sockaddr_in> bound_on_loopback(int type) {
+    int fd = ::socket(AF_INET, type, 0);
+    if (fd < 0) fiber::common::throw_last_error("socket");
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+        fiber::common::throw_last_error("bind 127.0.0.1:0");
+    }
+    return {fd, addr};
+}
+
 TEST(Ownership, WritingToAPipeWhoseReaderIsGoneThrowsInsteadOfKillingTheProcess) {
     const auto [reader, writer] = fiber::common::make_pipe();
     fiber::common::close_handle(reader);
@@ -346,14 +361,7 @@ TEST(Ownership, AnErrorOnAConnectedUdpSocketIsReportedOnceAndThenWaits) {
     // A datagram to a port nobody listens on comes back as an ICMP "port
     // unreachable": the socket gets an error (EPOLLERR). One read reports
     // it; the next one must wait, not spin on EAGAIN.
-    int probe = ::socket(AF_INET, SOCK_DGRAM, 0);
-    ASSERT_GE(probe, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    ASSERT_EQ(::bind(probe, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    ASSERT_EQ(::getsockname(probe, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+    auto [probe, addr] = bound_on_loopback(SOCK_DGRAM);
     ::close(probe);  // the port is now closed
     int udp = ::socket(AF_INET, SOCK_DGRAM, 0);
     ASSERT_GE(udp, 0);
@@ -395,15 +403,8 @@ TEST(Ownership, HangUpBeforeConnectEndsWhenAWriteWouldBlock) {
     // A TCP socket registered before connect() reports a hang-up (it is not
     // connected). Once a write would block, writable() must wait again,
     // and connecting wakes it.
-    int listener = ::socket(AF_INET, SOCK_STREAM, 0);
-    ASSERT_GE(listener, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    const auto [listener, addr] = bound_on_loopback(SOCK_STREAM);
     ASSERT_EQ(::listen(listener, 1), 0);
-    ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
     int sock = ::socket(AF_INET, SOCK_STREAM, 0);
     ASSERT_GE(sock, 0);
 
@@ -425,10 +426,10 @@ TEST(Ownership, HangUpBeforeConnectEndsWhenAWriteWouldBlock) {
         EXPECT_TRUE(r == 0 || errno == EINPROGRESS) << errno;
     };
     std::optional<fiber::AsyncFd> fd;
-    auto start = [&](fiber::Spawner spawner) -> fiber::Task<> {
+    auto start = [&, to = addr](fiber::Spawner spawner) -> fiber::Task<> {
         fd.emplace(sock);
         spawner.spawn(waiter(*fd, returns, connected));
-        spawner.spawn(connector(sock, addr, returns, connected));
+        spawner.spawn(connector(sock, to, returns, connected));
         co_return;
     };
     {
