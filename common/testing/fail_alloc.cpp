@@ -6,6 +6,20 @@
 #include <cstdlib>
 #include <new>
 
+// ThreadSanitizer's runtime defines operator new and delete itself, all
+// of them at once, so a program cannot replace them: there FailAllocations
+// and live_allocations() are not available, and tests that need them skip.
+#if defined(__SANITIZE_THREAD__)
+#define FIBER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define FIBER_TSAN 1
+#endif
+#endif
+#ifndef FIBER_TSAN
+#define FIBER_TSAN 0
+#endif
+
 namespace {
 
 // Per thread: a test makes its own allocations fail, never the reactor's or
@@ -15,7 +29,7 @@ thread_local bool t_failed = false;
 // Relaxed: a statistic, read once the threads that allocate are quiet.
 std::atomic<std::size_t> g_live{0};
 
-void* checked_alloc(std::size_t size) {
+[[maybe_unused]] void* checked_alloc(std::size_t size) {
     if (t_allowed != SIZE_MAX) {
         if (t_allowed == 0) {
             t_failed = true;
@@ -30,7 +44,7 @@ void* checked_alloc(std::size_t size) {
     throw std::bad_alloc();
 }
 
-void checked_free(void* p) noexcept {
+[[maybe_unused]] void checked_free(void* p) noexcept {
     if (!p) return;
     g_live.fetch_sub(1, std::memory_order_relaxed);
     std::free(p);
@@ -49,13 +63,17 @@ FailAllocations::~FailAllocations() { t_allowed = SIZE_MAX; }
 
 bool FailAllocations::failed() noexcept { return t_failed; }
 
+bool FailAllocations::supported() noexcept { return !FIBER_TSAN; }
+
 std::size_t live_allocations() noexcept { return g_live.load(std::memory_order_relaxed); }
 
 }  // namespace fiber::common
 
+#if !FIBER_TSAN
 void* operator new(std::size_t size) { return checked_alloc(size); }
 void* operator new[](std::size_t size) { return checked_alloc(size); }
 void operator delete(void* p) noexcept { checked_free(p); }
 void operator delete[](void* p) noexcept { checked_free(p); }
 void operator delete(void* p, std::size_t) noexcept { checked_free(p); }
 void operator delete[](void* p, std::size_t) noexcept { checked_free(p); }
+#endif

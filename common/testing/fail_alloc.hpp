@@ -20,6 +20,9 @@ public:
     FailAllocations& operator=(const FailAllocations&) = delete;
 
     static bool failed() noexcept;
+    /// False where operator new cannot be replaced (ThreadSanitizer): a
+    /// test then skips, saying why.
+    static bool supported() noexcept;
 };
 
 /// Blocks allocated with operator new and not yet deleted, process-wide.
