@@ -201,24 +201,33 @@ TEST(Ownership, GivingUpAFiredWaitLeavesTheNextWaiterRegistered) {
     auto test = [&, r = reader, w = writer](fiber::Spawner spawner) -> fiber::Task<> {
         fiber::AsyncFd in(r);
         std::byte buffer[8];
-        // Make the pipe "not readable" in the reactor's eyes.
-        std::uint64_t tick = co_await in.readable();
+        // A: registered by hand, on a coroutine nobody will resume, once the
+        // pipe is "not readable" in the reactor's eyes. That takes a read
+        // that would block, and perhaps a second try: an event that came in
+        // between (a socket's first "writable") keeps the readiness.
+        std::unique_ptr<fiber::ReadinessAwaiter> a;
+        for (int tries = 0;; ++tries) {
+            std::uint64_t tick = co_await in.readable();
 #ifdef _WIN32
-        EXPECT_LT(::recv(r, reinterpret_cast<char*>(buffer), 8, 0), 0);
+            EXPECT_LT(::recv(r, reinterpret_cast<char*>(buffer), 8, 0), 0);
 #else
-        EXPECT_LT(::read(r, buffer, sizeof buffer), 0);
+            EXPECT_LT(::read(r, buffer, sizeof buffer), 0);
 #endif
-        in.clear_readiness(fiber::detail::kReadable, tick);
-        // A: registered by hand, on a coroutine nobody will resume.
-        std::unique_ptr<fiber::ReadinessAwaiter> a(new fiber::ReadinessAwaiter(in.readable()));
-        EXPECT_TRUE(a->await_suspend(std::noop_coroutine()));
+            in.clear_readiness(fiber::detail::kReadable, tick);
+            a.reset(new fiber::ReadinessAwaiter(in.readable()));
+            if (a->await_suspend(std::noop_coroutine())) break;  // registered
+            if (tries == 100) {
+                ADD_FAILURE() << "the handle never stopped being readable";
+                co_return;
+            }
+        }
         write_byte(w);
         // Wait until the reactor has fired A: from then on, the direction
         // reads ready. (Before, a second waiter is refused: A's slot.)
         const auto deadline = Clock::now() + 5s;
         for (;;) {
             try {
-                tick = co_await in.readable();
+                (void)co_await in.readable();
                 break;
             } catch (const std::logic_error&) {
             }
@@ -401,7 +410,12 @@ TEST(Ownership, AnErrorOnAConnectedUdpSocketIsReportedOnceAndThenWaits) {
     spawner.spawn(reader(udp, wakeups, refused));
     spawner.spawn(stop_after(executor, 100ms));
     executor.run();
+#ifndef FIBER_LIBKQUEUE
     EXPECT_TRUE(refused);
+#endif
+    // libkqueue reads the error (getsockopt SO_ERROR, which clears it) to
+    // report it in the event, so recv() never sees it there; what matters
+    // here holds everywhere: the reader woke, and then it waited.
     EXPECT_LT(wakeups, 10);  // a handful, not thousands
 }
 
