@@ -13,9 +13,8 @@ namespace detail {
 
 namespace {
 
-// A reference to the scheduler whose run() is on this thread's stack, for
-// current_waker(). It points into run()'s own frame (see there).
-thread_local const std::shared_ptr<Scheduler>* t_current = nullptr;
+// The scheduler whose run() is on this thread's stack, for current_waker().
+thread_local Scheduler* t_current = nullptr;
 
 Root run_root(Task<> task) { co_await std::move(task); }
 
@@ -59,18 +58,21 @@ void Scheduler::spawn(Task<> task) {
 }
 
 void Scheduler::schedule(std::coroutine_handle<> h) {
+    bool last;
     {
         std::lock_guard lock(mutex_);
         // Closed: the Executor is gone and took the frame with it.
         if (!closed_) ready_.push_back(h);  // if this throws, nothing changed
         --wakers_;                          // the waker that called us is used up
+        last = orphaned_ && wakers_ == 0;
+        // Notify before unlocking. After the unlock this thread must not
+        // touch the Scheduler: run() may take this task at once, finish it
+        // and return, the Executor and Spawners may go, and with no Waker
+        // left, the last of them deletes the Scheduler, condition variable
+        // included, while we would still be inside notify_one().
+        if (!last) wakeup_.notify_one();
     }
-    // The moment we unlocked, run() may have taken this task, finished it
-    // and returned, and the Executor may be gone. This Scheduler, condition
-    // variable included, is not: the Waker calling us holds a reference to
-    // it until wake() returns. So we can notify after unlocking, and run()
-    // does not wake up only to wait for a mutex we still hold.
-    wakeup_.notify_one();
+    if (last) delete this;  // nobody else refers to it: see owners_gone()
 }
 
 void Scheduler::waker_created() {
@@ -79,18 +81,35 @@ void Scheduler::waker_created() {
 }
 
 void Scheduler::waker_dropped() {
-    std::lock_guard lock(mutex_);
-    --wakers_;
-    wakeup_.notify_one();  // run() may be waiting for this very waker
+    bool last;
+    {
+        std::lock_guard lock(mutex_);
+        --wakers_;
+        last = orphaned_ && wakers_ == 0;
+        if (!last) wakeup_.notify_one();  // run() may be waiting for this very waker
+    }
+    if (last) delete this;
+}
+
+void Scheduler::owners_gone() noexcept {
+    // The last Executor or Spawner let go. Wakers may still be out, on any
+    // thread; then the last of them deletes the Scheduler. The decision is
+    // made under the mutex that every Waker takes to leave, so exactly one
+    // party sees "no owner and no Waker", and no Waker can be made any
+    // more: only a task run by run() makes one, and run() needs an owner.
+    bool last;
+    {
+        std::lock_guard lock(mutex_);
+        orphaned_ = true;
+        last = wakers_ == 0;
+    }
+    if (last) delete this;
 }
 
 void Scheduler::run() {
-    // One reference for the whole run: each Waker copies it, which costs a
-    // counter increment, not a lookup.
-    const std::shared_ptr<Scheduler> self = shared_from_this();
-    const std::shared_ptr<Scheduler>* outer = std::exchange(t_current, &self);
+    Scheduler* outer = std::exchange(t_current, this);
     struct Restore {
-        const std::shared_ptr<Scheduler>* outer;
+        Scheduler* outer;
         ~Restore() { t_current = outer; }
     } restore{outer};
 
@@ -172,14 +191,14 @@ std::shared_ptr<Reactor> current_reactor() {
     if (!t_current) {
         throw std::logic_error("fiber: timers and I/O need a task run by Executor::run()");
     }
-    return (*t_current)->reactor();
+    return t_current->reactor();
 }
 
 }  // namespace detail
 
-Waker::Waker(std::shared_ptr<detail::Scheduler> scheduler, std::coroutine_handle<> handle)
-    : scheduler_(std::move(scheduler)), handle_(handle) {
-    scheduler_->waker_created();
+Waker::Waker(detail::Scheduler& scheduler, std::coroutine_handle<> handle)
+    : scheduler_(&scheduler), handle_(handle) {
+    scheduler.waker_created();  // from here on, the Scheduler waits for us
 }
 
 Waker::~Waker() {
@@ -189,7 +208,7 @@ Waker::~Waker() {
 Waker& Waker::operator=(Waker&& other) noexcept {
     if (this != &other) {
         if (handle_) scheduler_->waker_dropped();
-        scheduler_ = std::move(other.scheduler_);
+        scheduler_ = std::exchange(other.scheduler_, nullptr);
         handle_ = std::exchange(other.handle_, {});
     }
     return *this;
@@ -198,19 +217,24 @@ Waker& Waker::operator=(Waker&& other) noexcept {
 void Waker::wake() && {
     if (!handle_) throw std::logic_error("fiber::Waker::wake: empty waker (already woken?)");
     scheduler_->schedule(handle_);  // if this throws, the waker is still whole
+    // The Scheduler may be gone already (we were its last Waker, and no
+    // Executor is left): from here on, touch only our own fields.
+    scheduler_ = nullptr;
     handle_ = {};
-    scheduler_.reset();  // may be the last reference: the Scheduler goes now
 }
 
 Waker current_waker(std::coroutine_handle<> h) {
     if (!detail::t_current) {
         throw std::logic_error("fiber: a task can only suspend while Executor::run() runs it");
     }
-    return Waker(*detail::t_current, h);  // one more reference to the Scheduler
+    return Waker(*detail::t_current, h);
 }
 
 std::pair<Executor, Spawner> new_executor_and_spawner() {
-    auto scheduler = std::make_shared<detail::Scheduler>();
+    // When the last Executor or Spawner copy goes, the deleter does not
+    // delete: it tells the Scheduler, which may still have Wakers out.
+    std::shared_ptr<detail::Scheduler> scheduler(
+        new detail::Scheduler, [](detail::Scheduler* s) { s->owners_gone(); });
     return {Executor(scheduler), Spawner(scheduler)};
 }
 

@@ -53,14 +53,19 @@ struct Root {
     Handle handle;
 };
 
-// The state the Executor, the Spawner and every Waker share. Each holds a
-// std::shared_ptr to it, so it lives until the last of them is gone. The
+// The state the Executor, the Spawner and every Waker share, and that
+// lives until the last of them is gone. The Executor and Spawners hold a
+// std::shared_ptr, whose deleter calls owners_gone(); the Wakers are
+// counted in wakers_, a count run() needs anyway and that the mutex
+// already guards, so a Waker costs no atomic reference count (chapters 1
+// and 2 used a shared_ptr per Waker). Whoever lets go last deletes it. The
 // Executor's destructor destroys the tasks; what is left after that is an
 // empty, closed Scheduler that late Wakers and Spawners can still call.
 // Any thread may spawn or wake; only the thread in run() resumes coroutines.
-class Scheduler : public std::enable_shared_from_this<Scheduler> {
+class Scheduler {
 public:
     ~Scheduler();
+    void owners_gone() noexcept;               // the last Executor or Spawner is gone
     void spawn(Task<> task);
     void schedule(std::coroutine_handle<> h);  // Waker::wake
     void waker_created();                      // current_waker
@@ -78,6 +83,7 @@ private:
     Root::promise_type* roots_ = nullptr;        // every spawned task not yet finished
     std::size_t wakers_ = 0;                     // Wakers alive: who could still wake a task
     bool closed_ = false;                        // the Executor is gone
+    bool orphaned_ = false;                      // no Executor or Spawner: the last Waker deletes
     bool stop_ = false;                          // run() returns at the next task boundary
     std::shared_ptr<Reactor> reactor_;  // shared with every AsyncFd and sleep
 };

@@ -3,13 +3,12 @@
 // resumes a suspended coroutine once per suspension, and resuming it twice
 // is undefined behaviour. So a Waker cannot be copied, and wake() uses it up.
 // The executor counts the Wakers alive: while one exists, a task may still
-// become ready, so run() waits instead of returning. A Waker holds a counted
-// reference to its executor's state, so it may outlive the Executor, even
-// on another thread: waking it then does nothing.
+// become ready, so run() waits instead of returning. That count also keeps
+// the executor's state alive: a Waker may outlive the Executor, even on
+// another thread, and waking it then does nothing.
 #pragma once
 
 #include <coroutine>
-#include <memory>
 #include <utility>
 
 namespace fiber {
@@ -23,11 +22,12 @@ class Scheduler;
 class Waker {
 public:
     Waker() noexcept = default;
-    Waker(std::shared_ptr<detail::Scheduler> scheduler, std::coroutine_handle<> handle);
+    Waker(detail::Scheduler& scheduler, std::coroutine_handle<> handle);
     ~Waker();  // an unused waker tells its executor that it is gone
 
     Waker(Waker&& other) noexcept
-        : scheduler_(std::move(other.scheduler_)), handle_(std::exchange(other.handle_, {})) {}
+        : scheduler_(std::exchange(other.scheduler_, nullptr)),
+          handle_(std::exchange(other.handle_, {})) {}
     Waker& operator=(Waker&& other) noexcept;
     Waker(const Waker&) = delete;
     Waker& operator=(const Waker&) = delete;
@@ -41,10 +41,10 @@ public:
     explicit operator bool() const noexcept { return handle_ != nullptr; }
 
 private:
-    // Shared, not borrowed: the Scheduler lives until its last Executor,
-    // Spawner and Waker are gone, so this pointer never dangles, whichever
-    // thread holds the Waker and whenever it wakes.
-    std::shared_ptr<detail::Scheduler> scheduler_;
+    // Counted, not borrowed: the Scheduler counts every Waker alive and is
+    // deleted only when no Waker, Executor or Spawner is left, so this
+    // pointer never dangles, whichever thread holds the Waker.
+    detail::Scheduler* scheduler_ = nullptr;
     std::coroutine_handle<> handle_;
 };
 
