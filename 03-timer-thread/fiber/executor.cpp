@@ -41,7 +41,9 @@ void Scheduler::spawn(Task<> task) {
     p.scheduler = this;
     try {
         std::lock_guard lock(mutex_);
-        if (closed_) throw std::logic_error("fiber::Spawner::spawn: the executor has been destroyed");
+        if (closed_) {
+            throw std::logic_error("fiber::Spawner::spawn: the executor has been destroyed");
+        }
         ready_.push_back(root);  // first: if it throws, nothing is linked yet
         p.next = roots_;
         if (roots_) roots_->prev = &p;
@@ -194,8 +196,8 @@ Waker current_waker(std::coroutine_handle<> h) {
 std::pair<Executor, Spawner> new_executor_and_spawner() {
     // When the last Executor or Spawner copy goes, the deleter does not
     // delete: it tells the Scheduler, which may still have Wakers out.
-    std::shared_ptr<detail::Scheduler> scheduler(
-        new detail::Scheduler, [](detail::Scheduler* s) { s->owners_gone(); });
+    std::shared_ptr<detail::Scheduler> scheduler(new detail::Scheduler,
+                                                 [](detail::Scheduler* s) { s->owners_gone(); });
     return {Executor(scheduler), Spawner(scheduler)};
 }
 

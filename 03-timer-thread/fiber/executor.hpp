@@ -63,7 +63,7 @@ struct Root {
 class Scheduler {
 public:
     ~Scheduler();
-    void owners_gone() noexcept;               // the last Executor or Spawner is gone
+    void owners_gone() noexcept;  // the last Executor or Spawner is gone
     void spawn(Task<> task);
     void schedule(std::coroutine_handle<> h);  // Waker::wake
     void waker_created();                      // current_waker

@@ -101,8 +101,7 @@ bool interrupted(int error) {
 // references to the reactor and the source, and never look at the AsyncFd
 // after they start, so moving or destroying it while they wait is safe.
 Task<std::size_t> read_loop(std::shared_ptr<detail::Reactor> reactor,
-                            std::shared_ptr<detail::IoSource> source,
-                            std::span<std::byte> buffer) {
+                            std::shared_ptr<detail::IoSource> source, std::span<std::byte> buffer) {
     for (;;) {
         std::uint64_t tick = co_await ReadinessAwaiter(reactor, source, detail::kReadable);
         int error = 0;

@@ -65,7 +65,7 @@ struct Root {
 class Scheduler {
 public:
     ~Scheduler();
-    void owners_gone() noexcept;               // the last Executor or Spawner is gone
+    void owners_gone() noexcept;  // the last Executor or Spawner is gone
     void spawn(Task<> task);
     void schedule(std::coroutine_handle<> h);  // Waker::wake
     void waker_created();                      // current_waker
@@ -85,7 +85,7 @@ private:
     bool closed_ = false;                        // the Executor is gone
     bool orphaned_ = false;                      // no Executor or Spawner: the last Waker deletes
     bool stop_ = false;                          // run() returns at the next task boundary
-    std::shared_ptr<Reactor> reactor_;  // shared with every AsyncFd and sleep
+    std::shared_ptr<Reactor> reactor_;           // shared with every AsyncFd and sleep
 };
 
 // The Scheduler of an Executor or Spawner; one that was moved from has none.

@@ -131,7 +131,8 @@ constexpr unsigned mask_of(unsigned direction) {
 
 void Reactor::dispatch(const PollEvent& event, std::vector<Waker>& wake) {
     auto* source = static_cast<IoSource*>(event.key);  // alive: see removed_
-    if (source->closed) return;  // removed while we waited: nobody to tell
+    // Removed while we waited: nobody left to tell.
+    if (source->closed) return;
     unsigned bits = event.readiness;
     // An error is for whichever operation comes next, in either direction:
     // both become ready, and each clears it when its operation would block.
@@ -226,8 +227,8 @@ void Reactor::remove_source(const std::shared_ptr<IoSource>& source) noexcept {
     }
 }
 
-bool Reactor::ready_or_wait(IoSource& source, unsigned direction, std::uint64_t& tick,
-                            Waker& waker, std::uint64_t& wait) {
+bool Reactor::ready_or_wait(IoSource& source, unsigned direction, std::uint64_t& tick, Waker& waker,
+                            std::uint64_t& wait) {
     std::lock_guard lock(mutex_);
     if (source.closed) throw_closed(source, direction);
     if (source.readiness & mask_of(direction)) {
@@ -272,7 +273,7 @@ void Reactor::cancel_wait(IoSource& source, unsigned direction, std::uint64_t wa
 void Reactor::clear_readiness(IoSource& source, unsigned direction, std::uint64_t tick) {
     {
         std::lock_guard lock(mutex_);
-        if (source.closed) return;    // nothing to rearm; the next wait fails
+        if (source.closed) return;        // nothing to rearm; the next wait fails
         if (source.tick != tick) return;  // a newer event: try the operation again
         source.readiness &= ~mask_of(direction);
     }
