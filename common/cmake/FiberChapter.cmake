@@ -103,7 +103,8 @@ function(fiber_add_tour_step nn dir examples)
         return()
     endif()
     add_custom_target(${nn}_tour ${commands} USES_TERMINAL VERBATIM
-        WORKING_DIRECTORY "${PROJECT_SOURCE_DIR}")
+        WORKING_DIRECTORY "${PROJECT_SOURCE_DIR}"
+        COMMENT "The examples of ${dir}")
     foreach(src IN LISTS examples)
         get_filename_component(name "${src}" NAME_WE)
         add_dependencies(${nn}_tour ${nn}_${name})

@@ -41,10 +41,15 @@ endif()
 
 get_filename_component(name "${PROGRAM}" NAME_WE)
 set(shown "${PROGRAM}")
+set(expect_shown "${EXPECT}")
 if(SOURCE_DIR)
     file(RELATIVE_PATH relative "${SOURCE_DIR}" "${PROGRAM}")
     if(NOT relative MATCHES "^\\.\\./")
         set(shown "./${relative}")
+    endif()
+    file(RELATIVE_PATH relative "${SOURCE_DIR}" "${EXPECT}")
+    if(NOT relative MATCHES "^\\.\\./")
+        set(expect_shown "${relative}")
     endif()
 endif()
 list(JOIN args " " args_text)
@@ -92,7 +97,7 @@ if(failed)
     # Indented lines are printed as they are (CMake rewraps the others).
     string(REGEX REPLACE "\n$" "" out "${out}")
     string(REPLACE "\n" "\n  | " shown_out "${out}")
-    message(FATAL_ERROR "${name}: its output does not match ${EXPECT}\n"
+    message(FATAL_ERROR "${name}: its output does not match ${expect_shown}\n"
         "  expected, in order, a line that matches each pattern:\n${report}"
         "  actual output (stdout):\n  | ${shown_out}\n")
 endif()
