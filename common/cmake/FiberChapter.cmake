@@ -7,7 +7,7 @@
 #   fiber/*.cpp      the runtime library (header-only while there is none)
 #   examples/X.cpp   one program each; examples/X.expect lists the output it
 #                    must print (see run_example.cmake) and registers it with
-#                    CTest under the labels "example" and NN
+#                    CTest under the labels "example" and NN, and with the tour
 #   tests/*.cpp      one GoogleTest binary, each test labelled NN
 #   bench/*.cpp      one Google Benchmark binary
 set(FIBER_CMAKE_DIR "${CMAKE_CURRENT_LIST_DIR}")
@@ -35,6 +35,7 @@ function(fiber_chapter)
         target_link_libraries(${nn}_${name} PRIVATE ${nn}_fiber)
         fiber_add_example_test(${nn} ${name} "${CMAKE_CURRENT_SOURCE_DIR}/examples/${name}.expect")
     endforeach()
+    fiber_add_tour_step(${nn} ${dir} "${examples}")
 
     file(GLOB tests CONFIGURE_DEPENDS tests/*.cpp)
     if(FIBER_BUILD_TESTS AND tests)
@@ -55,8 +56,9 @@ function(fiber_chapter)
     endif()
 endfunction()
 
-# Registers an example with CTest. The tests run in the order they were added
-# (each depends on the one before), so the tour reads chapter by chapter.
+# Registers an example with CTest (ctest --preset examples runs them all,
+# quietly). The tests run in the order they were added (each depends on the
+# one before), chapter by chapter, as in the tour.
 function(fiber_add_example_test nn name expect_file)
     if(NOT EXISTS "${expect_file}")
         message(FATAL_ERROR "${expect_file} is missing: every example lists its expected output")
@@ -74,4 +76,46 @@ function(fiber_add_example_test nn name expect_file)
         set_tests_properties(${test} PROPERTIES DEPENDS ${previous})
     endif()
     set_property(GLOBAL PROPERTY FIBER_LAST_EXAMPLE ${test})
+endfunction()
+
+# The tour (cmake --workflow --preset tour) is the target "tour": it builds
+# only the examples and runs them, chapter by chapter, each chapter's heading
+# followed by each example's output, and stops at the first output that does
+# not match its .expect file. Each chapter has a step NN_tour that depends on
+# its own examples and on the previous chapter's step, so the build of later
+# chapters goes on while the first ones already run. The steps use the
+# terminal (USES_TERMINAL), so the output appears as it is printed.
+function(fiber_add_tour_step nn dir examples)
+    set(commands "")
+    set(heading "-DCHAPTER=${dir}")
+    foreach(src IN LISTS examples)
+        get_filename_component(name "${src}" NAME_WE)
+        list(APPEND commands COMMAND "${CMAKE_COMMAND}"
+            "-DPROGRAM=$<TARGET_FILE:${nn}_${name}>"
+            "-DEXPECT=${CMAKE_CURRENT_SOURCE_DIR}/examples/${name}.expect"
+            "-DEMULATOR=${CMAKE_CROSSCOMPILING_EMULATOR}"
+            "-DSOURCE_DIR=${PROJECT_SOURCE_DIR}"
+            ${heading}
+            -P "${FIBER_CMAKE_DIR}/run_example.cmake")
+        set(heading "")
+    endforeach()
+    if(NOT commands)
+        return()
+    endif()
+    add_custom_target(${nn}_tour ${commands} USES_TERMINAL VERBATIM
+        WORKING_DIRECTORY "${PROJECT_SOURCE_DIR}"
+        COMMENT "The examples of ${dir}")
+    foreach(src IN LISTS examples)
+        get_filename_component(name "${src}" NAME_WE)
+        add_dependencies(${nn}_tour ${nn}_${name})
+    endforeach()
+    if(NOT TARGET tour)
+        add_custom_target(tour)
+    endif()
+    get_property(previous GLOBAL PROPERTY FIBER_LAST_TOUR_STEP)
+    if(previous)
+        add_dependencies(${nn}_tour ${previous})
+    endif()
+    add_dependencies(tour ${nn}_tour)
+    set_property(GLOBAL PROPERTY FIBER_LAST_TOUR_STEP ${nn}_tour)
 endfunction()
