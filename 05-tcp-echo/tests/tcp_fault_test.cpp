@@ -210,7 +210,7 @@ TEST(TcpFaults, DestroyingTheExecutorWithAcceptReadAndWritePendingClosesEverySoc
             (void)co_await reading.read(buffer);  // the server never writes here
             ADD_FAILURE() << "read returned";
         };
-        auto start = [&](fiber::Spawner spawner) -> fiber::Task<> {
+        auto start = [&](fiber::Spawner spawner, fiber::Executor& executor) -> fiber::Task<> {
             auto listener = TcpListener::bind("127.0.0.1:0");
             const auto address = listener.local_address();
             spawner.spawn(acceptor(std::move(listener), spawner, pending));
@@ -218,7 +218,7 @@ TEST(TcpFaults, DestroyingTheExecutorWithAcceptReadAndWritePendingClosesEverySoc
             co_await pending.wait();
             executor.stop();  // leaves run() with all three waiting
         };
-        spawner.spawn(start(spawner));
+        spawner.spawn(start(spawner, executor));
         executor.run();
     }
     if (!before) GTEST_SKIP() << "cannot count open descriptors here: no leak check";
