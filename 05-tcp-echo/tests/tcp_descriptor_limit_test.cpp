@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "fiber/sleep.hpp"
 #include "fiber/tcp.hpp"
 #include "tcp_helpers.hpp"
 
@@ -107,6 +108,18 @@ std::vector<int> leave_free_descriptors(int free, int any_open) {
                 const std::uint16_t port = listener.local_address().port();
                 if (!write_all_fd(report_fd, &port, sizeof port)) {
                     fiber::common::throw_last_error("write to the parent");
+                }
+                // UBSan checks a virtual call's target the first time it
+                // meets it, and the check opens a pipe: out of descriptors
+                // it fails and reports an error that is not there. So the
+                // virtual calls made while out of descriptors are made once
+                // now: the reactor thread's start (a sleep proves that it
+                // runs), and the server's calls on an EMFILE error.
+                co_await fiber::sleep_for(std::chrono::milliseconds(1));
+                try {
+                    fiber::common::throw_error(EMFILE, "accept");
+                } catch (const std::system_error& e) {
+                    if (!out_of_descriptors(e)) throw;
                 }
                 const auto held = leave_free_descriptors(2, report_fd);
                 co_await serve_echo(listener, spawner, stats, 3);
