@@ -61,9 +61,11 @@ bool interrupted(int error) {
 }
 
 // A connection that its client reset before we accepted it: skip it.
+// Wine reports one as WSAENOTCONN: its accept() takes the connection from
+// Linux, then fails to read the peer's address.
 bool aborted_before_accept(int error) {
 #ifdef _WIN32
-    return error == WSAECONNRESET || error == WSAECONNABORTED;
+    return error == WSAECONNRESET || error == WSAECONNABORTED || error == WSAENOTCONN;
 #else
     return error == ECONNABORTED || error == EPROTO;  // EPROTO: some older systems
 #endif
