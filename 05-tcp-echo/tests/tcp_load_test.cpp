@@ -127,11 +127,10 @@ TEST(TcpLoad, ASlowReaderGetsTenMebibytesWithoutTheServerBufferingThem) {
 }
 
 TEST(TcpLoad, AThousandClientsAHundredRoundTripsEach) {
-    // 100,000 round trips on one thread: about 4 s on a two-core machine in
-    // a Debug build, and no slower under AddressSanitizer or ThreadSanitizer
-    // (most of the time is spent in the kernel). Wine turns every socket call into
-    // a round trip to its server process, about 20x slower: there a tenth
-    // of the clients.
+    // 100,000 round trips on one thread: 4 to 6 s on a busy two-core
+    // machine, in a Debug build and under either sanitizer alike (the time
+    // goes to the kernel). Wine turns every socket call into a message to
+    // its server process, about 20x slower: there a tenth of the clients.
 #ifdef _WIN32
     constexpr int kClients = 100;
 #else
