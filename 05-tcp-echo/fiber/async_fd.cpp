@@ -2,6 +2,7 @@
 // reactor to report readiness, then try again.
 #include "fiber/async_fd.hpp"
 
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -107,20 +108,52 @@ bool interrupted(int error) {
 #endif
 }
 
+// What a loop's errors name: the operation and the peer's address when the
+// caller gave one ("read 127.0.0.1:7878"), else the descriptor ("read fd
+// 5"). A copy, not a pointer to the stream's own: the stream may be moved
+// or destroyed while the loop waits. The text is built only on failure.
+struct Subject {
+    const char* operation;  // a string literal
+    std::optional<SocketAddress> peer;
+
+    [[noreturn]] void fail(int error, common::native_handle h) const {
+        if (!peer) common::throw_error(error, std::string(operation) + " fd " + std::to_string(h));
+        common::throw_error(error, std::string(operation) + " " + peer->to_string());
+    }
+    // The wait failed (the AsyncFd was closed under it): the same error,
+    // renamed after the peer. Without one, the reactor's text stays, since
+    // it names the descriptor already.
+    [[noreturn]] void rename(const std::system_error& e) const {
+        if (!peer) throw;
+        throw std::system_error(e.code(), std::string(operation) + " " + peer->to_string());
+    }
+};
+
+Subject subject(const char* operation, const SocketAddress* peer) {
+    if (peer) return {operation, *peer};
+    return {operation, std::nullopt};
+}
+
 // The loops are coroutines of their own, not members: they hold their own
 // references to the reactor and the source, and never look at the AsyncFd
 // after they start, so moving or destroying it while they wait is safe.
+// Each names its errors itself: wrapping it in a second coroutine that
+// catches and renames would cost a frame per read.
 Task<std::size_t> read_loop(std::shared_ptr<detail::Reactor> reactor,
-                            std::shared_ptr<detail::IoSource> source, std::span<std::byte> buffer) {
+                            std::shared_ptr<detail::IoSource> source, std::span<std::byte> buffer,
+                            Subject subject) {
     for (;;) {
-        std::uint64_t tick = co_await ReadinessAwaiter(reactor, source, detail::kReadable);
+        std::uint64_t tick = 0;
+        try {
+            tick = co_await ReadinessAwaiter(reactor, source, detail::kReadable);
+        } catch (const std::system_error& e) {
+            subject.rename(e);
+        }
         int error = 0;
         long n = read_once(source->handle, buffer, error);
         if (n >= 0) co_return static_cast<std::size_t>(n);
         if (interrupted(error)) continue;
-        if (!common::would_block(error)) {
-            common::throw_error(error, "read fd " + std::to_string(source->handle));
-        }
+        if (!common::would_block(error)) subject.fail(error, source->handle);
         // Would block: forget the readiness we acted on, then wait for the
         // next event. Between the read above and this line an event may
         // have arrived; clear_readiness sees its tick and keeps it.
@@ -128,34 +161,71 @@ Task<std::size_t> read_loop(std::shared_ptr<detail::Reactor> reactor,
     }
 }
 
+// One write after a wake: the bytes written, or nullopt when it would block
+// (the readiness it acted on cleared, so the next wait really waits).
+std::optional<std::size_t> write_once_ready(detail::Reactor& reactor, detail::IoSource& source,
+                                            std::span<const std::byte> data, bool socket,
+                                            std::uint64_t tick, const Subject& subject) {
+    for (;;) {
+        int error = 0;
+        long n = write_once(source.handle, data, socket, error);
+        if (n >= 0) return static_cast<std::size_t>(n);
+        if (interrupted(error)) continue;
+        if (!common::would_block(error)) subject.fail(error, source.handle);
+        reactor.clear_readiness(source, detail::kWritable, tick);
+        return std::nullopt;
+    }
+}
+
 Task<std::size_t> write_loop(std::shared_ptr<detail::Reactor> reactor,
                              std::shared_ptr<detail::IoSource> source,
-                             std::span<const std::byte> data, bool socket) {
+                             std::span<const std::byte> data, bool socket, Subject subject) {
     for (;;) {
-        std::uint64_t tick = co_await ReadinessAwaiter(reactor, source, detail::kWritable);
-        int error = 0;
-        long n = write_once(source->handle, data, socket, error);
-        if (n >= 0) co_return static_cast<std::size_t>(n);
-        if (interrupted(error)) continue;
-        if (!common::would_block(error)) {
-            common::throw_error(error, "write fd " + std::to_string(source->handle));
+        std::uint64_t tick = 0;
+        try {
+            tick = co_await ReadinessAwaiter(reactor, source, detail::kWritable);
+        } catch (const std::system_error& e) {
+            subject.rename(e);
         }
-        reactor->clear_readiness(*source, detail::kWritable, tick);
+        if (auto n = write_once_ready(*reactor, *source, data, socket, tick, subject)) co_return *n;
+    }
+}
+
+// The same, until every byte is written. A short write (the socket buffer
+// filled up) leaves the readiness set: the next wait returns at once, and
+// the next send() says EAGAIN if the buffer really is full.
+Task<> send_all_loop(std::shared_ptr<detail::Reactor> reactor,
+                     std::shared_ptr<detail::IoSource> source, std::span<const std::byte> data,
+                     Subject subject) {
+    while (!data.empty()) {
+        std::uint64_t tick = 0;
+        try {
+            tick = co_await ReadinessAwaiter(reactor, source, detail::kWritable);
+        } catch (const std::system_error& e) {
+            subject.rename(e);
+        }
+        if (auto n = write_once_ready(*reactor, *source, data, true, tick, subject)) {
+            data = data.subspan(*n);
+        }
     }
 }
 
 }  // namespace
 
-Task<std::size_t> AsyncFd::read(std::span<std::byte> buffer) {
-    return read_loop(reactor_, source(), buffer);
+Task<std::size_t> AsyncFd::read(std::span<std::byte> buffer, const SocketAddress* peer) {
+    return read_loop(reactor_, source(), buffer, subject("read", peer));
 }
 
 Task<std::size_t> AsyncFd::write(std::span<const std::byte> data) {
-    return write_loop(reactor_, source(), data, false);
+    return write_loop(reactor_, source(), data, false, subject("write", nullptr));
 }
 
-Task<std::size_t> AsyncFd::send(std::span<const std::byte> data) {
-    return write_loop(reactor_, source(), data, true);
+Task<std::size_t> AsyncFd::send(std::span<const std::byte> data, const SocketAddress* peer) {
+    return write_loop(reactor_, source(), data, true, subject("write", peer));
+}
+
+Task<> AsyncFd::send_all(std::span<const std::byte> data, const SocketAddress* peer) {
+    return send_all_loop(reactor_, source(), data, subject("write", peer));
 }
 
 }  // namespace fiber

@@ -1,7 +1,7 @@
 // AsyncFd: a descriptor (a socket on Windows) registered with the reactor.
 // Reads and writes try the operation first and wait for readiness only when
-// it would block. TCP streams (fiber/tcp.hpp) are built on it, and send()
-// writes to a socket without ever raising SIGPIPE.
+// it would block. TCP streams (fiber/tcp.hpp) are built on it: send() writes
+// to a socket without ever raising SIGPIPE, and names the peer in its errors.
 #pragma once
 
 #include <cstddef>
@@ -11,6 +11,7 @@
 
 #include "common/os.hpp"
 #include "fiber/reactor.hpp"
+#include "fiber/socket_address.hpp"
 #include "fiber/task.hpp"
 
 namespace fiber {
@@ -68,8 +69,10 @@ public:
     AsyncFd& operator=(AsyncFd&& other) noexcept;
     ~AsyncFd();  // deregisters, then closes
 
-    /// Reads at most buffer.size() bytes; 0 means end of stream.
-    Task<std::size_t> read(std::span<std::byte> buffer);
+    /// Reads at most buffer.size() bytes; 0 means end of stream. An error
+    /// names the descriptor ("read fd 5: ..."), or `peer` if given ("read
+    /// 127.0.0.1:7878: ..."): the operation keeps a copy of it.
+    Task<std::size_t> read(std::span<std::byte> buffer, const SocketAddress* peer = nullptr);
     /// Writes at least one byte of `data` (all of it unless the peer is
     /// slow). A reader that is gone is std::system_error (EPIPE), never
     /// SIGPIPE.
@@ -77,13 +80,27 @@ public:
     /// write() for a socket: send() with MSG_NOSIGNAL where it exists, so a
     /// peer that is gone is EPIPE even in a process that has not ignored
     /// SIGPIPE (macOS has no such flag: set SO_NOSIGPIPE on the socket).
-    Task<std::size_t> send(std::span<const std::byte> data);
+    /// Errors name `peer` as read() does.
+    Task<std::size_t> send(std::span<const std::byte> data, const SocketAddress* peer = nullptr);
+    /// send() until all of `data` is written, waiting whenever the peer
+    /// reads slower than we write: one coroutine however many waits it takes.
+    Task<> send_all(std::span<const std::byte> data, const SocketAddress* peer = nullptr);
 
     ReadinessAwaiter readable() { return {reactor_, source(), detail::kReadable}; }
     ReadinessAwaiter writable() { return {reactor_, source(), detail::kWritable}; }
     void clear_readiness(unsigned direction, std::uint64_t tick) {
         reactor_->clear_readiness(*source(), direction, tick);
     }
+
+    /// What an operation needs to wait on this descriptor without this
+    /// AsyncFd: a coroutine of its own (TcpListener::accept) keeps a copy,
+    /// so the AsyncFd may be moved while it waits, and closing or
+    /// destroying it wakes it with operation_canceled, as read() and send().
+    struct Registration {
+        std::shared_ptr<detail::Reactor> reactor;
+        std::shared_ptr<detail::IoSource> source;
+    };
+    Registration registration() const { return {reactor_, source()}; }
 
     common::native_handle handle() const noexcept { return handle_; }
     /// Deregisters and closes now; the AsyncFd is then empty. A task waiting

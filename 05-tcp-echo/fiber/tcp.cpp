@@ -61,9 +61,11 @@ bool interrupted(int error) {
 }
 
 // A connection that its client reset before we accepted it: skip it.
+// Wine reports one as WSAENOTCONN: its accept() takes the connection from
+// Linux, then fails to read the peer's address.
 bool aborted_before_accept(int error) {
 #ifdef _WIN32
-    return error == WSAECONNRESET || error == WSAECONNABORTED;
+    return error == WSAECONNRESET || error == WSAECONNABORTED || error == WSAENOTCONN;
 #else
     return error == ECONNABORTED || error == EPROTO;  // EPROTO: some older systems
 #endif
@@ -82,16 +84,6 @@ bool connect_in_progress(int error) {
 [[noreturn]] void rename(const std::system_error& e, const char* operation,
                          const SocketAddress& address) {
     throw std::system_error(e.code(), std::string(operation) + " " + address.to_string());
-}
-
-// The loops hold a copy of the address, not the stream: a pending read of
-// a stream that is moved meanwhile still names its peer correctly.
-Task<std::size_t> named(Task<std::size_t> operation, const char* name, SocketAddress peer) {
-    try {
-        co_return co_await std::move(operation);
-    } catch (const std::system_error& e) {
-        rename(e, name, peer);
-    }
 }
 
 // 0 when the connection is set up, -1 while it is still under way, else
@@ -144,17 +136,17 @@ Task<TcpStream> TcpStream::connect(SocketAddress address) {
     co_return TcpStream(std::move(fd), address);
 }
 
-Task<std::size_t> TcpStream::read(std::span<std::byte> buffer) {
-    return named(fd_.read(buffer), "read", peer_);
-}
+// Not coroutines: each returns the AsyncFd's own loop, which keeps copies
+// of what it needs (the reactor, the source, the peer's address) and never
+// looks at this stream again. A stream destroyed while its task waits wakes
+// that task with an error instead of pulling memory from under it.
+Task<std::size_t> TcpStream::read(std::span<std::byte> buffer) { return fd_.read(buffer, &peer_); }
 
 Task<std::size_t> TcpStream::write(std::span<const std::byte> data) {
-    return named(fd_.send(data), "write", peer_);
+    return fd_.send(data, &peer_);
 }
 
-Task<> TcpStream::write_all(std::span<const std::byte> data) {
-    while (!data.empty()) data = data.subspan(co_await write(data));
-}
+Task<> TcpStream::write_all(std::span<const std::byte> data) { return fd_.send_all(data, &peer_); }
 
 void TcpStream::shutdown_write() {
 #ifdef _WIN32
@@ -202,21 +194,27 @@ TcpListener TcpListener::bind(const SocketAddress& address, int backlog) {
     return TcpListener(AsyncFd(s), bound);
 }
 
-Task<Accepted> TcpListener::accept() {
+// Static, as AsyncFd's loops are free functions: a coroutine that read fd_
+// and local_ through `this` after every wait would read freed memory once
+// the listener was moved or destroyed meanwhile (a server shutting down).
+// It keeps its own references and a copy of the address instead; closing
+// the listener wakes it with operation_canceled.
+Task<Accepted> TcpListener::accept_loop(AsyncFd::Registration fd, SocketAddress local) {
     for (;;) {
         std::uint64_t tick = 0;
         try {
-            tick = co_await fd_.readable();
+            tick = co_await ReadinessAwaiter(fd.reactor, fd.source, detail::kReadable);
         } catch (const std::system_error& e) {
-            rename(e, "accept", local_);
+            rename(e, "accept", local);
         }
         sockaddr_storage peer{};
         socklen_type size = sizeof peer;
         auto* peer_ptr = reinterpret_cast<sockaddr*>(&peer);
+        const native_handle listening = fd.source->handle;
 #ifdef __linux__  // the new socket non-blocking and close-on-exec from the start
-        native_handle s = ::accept4(fd_.handle(), peer_ptr, &size, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        native_handle s = ::accept4(listening, peer_ptr, &size, SOCK_NONBLOCK | SOCK_CLOEXEC);
 #else
-        native_handle s = ::accept(fd_.handle(), peer_ptr, &size);
+        native_handle s = ::accept(listening, peer_ptr, &size);
 #endif
         if (s != common::invalid_handle) {
 #if !defined(_WIN32) && !defined(__linux__)
@@ -233,9 +231,11 @@ Task<Accepted> TcpListener::accept() {
         if (interrupted(error) || aborted_before_accept(error)) continue;
         // EMFILE and ENFILE land here too: retrying at once would spin, as
         // the connection stays queued; the caller backs off.
-        if (!common::would_block(error)) common::throw_error(error, "accept " + local_.to_string());
-        fd_.clear_readiness(detail::kReadable, tick);
+        if (!common::would_block(error)) common::throw_error(error, "accept " + local.to_string());
+        fd.reactor->clear_readiness(*fd.source, detail::kReadable, tick);
     }
 }
+
+Task<Accepted> TcpListener::accept() { return accept_loop(fd_.registration(), local_); }
 
 }  // namespace fiber

@@ -16,9 +16,11 @@ namespace fiber {
 
 /// A connected TCP socket. Every failure is a std::system_error whose
 /// what() names the operation and the peer ("read 127.0.0.1:7878: ...").
-/// Like any object a task awaits a member of, the stream must outlive the
-/// call; the operations underneath hold their own references to the
-/// reactor, so closing the stream wakes a pending read or write with an error.
+/// An operation in flight holds its own references to the reactor and the
+/// socket's registration, and a copy of the peer's address: moving the
+/// stream while a task waits on it is harmless, and closing or destroying it
+/// wakes that task with an error (operation_canceled), never a use of freed
+/// memory.
 class TcpStream {
 public:
     /// Connects without blocking the thread; the task waits until the
@@ -74,7 +76,10 @@ public:
     /// Waits for the next connection. Out of descriptors (EMFILE, ENFILE)
     /// is a std::system_error: the caller decides how long to back off, and
     /// the connection stays queued meanwhile. A connection that the client
-    /// gave up before we accepted it is skipped.
+    /// gave up before we accepted it is skipped. Like a stream's read, it
+    /// holds its own references: the listener may be moved while it waits,
+    /// and closing or destroying the listener makes it throw
+    /// operation_canceled.
     Task<Accepted> accept();
 
     const SocketAddress& local_address() const noexcept { return local_; }
@@ -83,6 +88,7 @@ public:
 
 private:
     TcpListener(AsyncFd fd, const SocketAddress& local) : fd_(std::move(fd)), local_(local) {}
+    static Task<Accepted> accept_loop(AsyncFd::Registration fd, SocketAddress local);
 
     AsyncFd fd_;
     SocketAddress local_;

@@ -178,6 +178,71 @@ TEST(TcpFaults, APeerResetMidReadFailsThatConnectionOnly) {
     }
 }
 
+TEST(TcpFaults, APeerResetMidWriteFailsThatConnectionOnly) {
+    run_test([](fiber::Spawner spawner) -> fiber::Task<> {
+        auto listener = TcpListener::bind("127.0.0.1:0");
+        TcpStream bystander = co_await TcpStream::connect(listener.local_address());
+        spawner.spawn([](TcpStream stream) -> fiber::Task<> {
+            ServerStats ignored;
+            co_await echo_connection(std::move(stream), ignored);
+        }((co_await listener.accept()).stream));
+        TcpStream rude = co_await TcpStream::connect(listener.local_address());
+        std::optional<std::system_error> failure;
+        Countdown write_failed(1);
+        auto writer = [](TcpStream stream, std::optional<std::system_error>& failure,
+                         Countdown& done) -> fiber::Task<> {
+            // More than the socket buffers hold: the write is still under
+            // way, waiting for the reader, when the reset comes.
+            const std::vector<std::byte> data(32 << 20);
+            try {
+                co_await stream.write_all(data);
+                ADD_FAILURE() << "a client that reset took all of 32 MiB";
+            } catch (const std::system_error& e) {
+                failure = e;
+            }
+            done.done();
+        };
+        spawner.spawn(writer((co_await listener.accept()).stream, failure, write_failed));
+        std::byte some[4096];
+        EXPECT_GT(co_await rude.read(some), 0u);  // the transfer has begun
+        reset(rude);  // with unread data queued, even a plain close sends a reset
+        co_await write_failed.wait();
+        if (!failure) {
+            ADD_FAILURE() << "the reset did not fail the write";
+        } else {
+            EXPECT_TRUE(mentions(*failure, "write 127.0.0.1:")) << failure->what();
+#ifndef _WIN32
+            EXPECT_TRUE(failure->code() == std::errc::connection_reset ||
+                        failure->code() == std::errc::broken_pipe)
+                << failure->what();
+#endif
+        }
+        // The other connection did not notice.
+        co_await bystander.write_all(bytes("still here?"));
+        EXPECT_EQ(co_await read_exactly(bystander, 11), "still here?");
+    });
+}
+
+TEST(TcpFaults, AClientThatResetsBeforeItIsAcceptedDoesNotStopTheAcceptLoop) {
+    // Where accept reports such a connection as an error (ECONNABORTED on
+    // the BSDs and macOS, WSAECONNRESET on Windows), accept skips it. Linux
+    // hands it over instead, and its first read fails: either way only
+    // that connection is lost, and the next client is served.
+    ServerStats server;
+    run_test([&](fiber::Spawner spawner) -> fiber::Task<> {
+        auto listener = TcpListener::bind("127.0.0.1:0");
+        TcpStream rude = co_await TcpStream::connect(listener.local_address());
+        reset(rude);                      // still in the listener's queue: not yet accepted
+        co_await fiber::sleep_for(10ms);  // the reset arrives before the accept
+        spawner.spawn(serve_echo(listener, spawner, server));
+        TcpStream polite = co_await TcpStream::connect(listener.local_address());
+        co_await polite.write_all(bytes("anyone?"));
+        EXPECT_EQ(co_await read_exactly(polite, 7), "anyone?");
+    });
+    EXPECT_GE(server.accepted, 1);
+    EXPECT_EQ(server.out_of_descriptors, 0);
+}
+
 TEST(TcpFaults, DestroyingTheExecutorWithAcceptReadAndWritePendingClosesEverySocket) {
     const auto before = fiber::common::open_descriptors();
     {
