@@ -83,6 +83,7 @@ fiber::Task<> client(Load& load, long c) {
 
 // --self-serve: the heart of echo_server, without its logging and limits.
 fiber::Task<> echo(fiber::TcpStream stream) {
+    stream.set_nodelay();
     std::byte buffer[4096];
     while (std::size_t n = co_await stream.read(buffer)) {
         co_await stream.write_all(std::span(buffer).first(n));

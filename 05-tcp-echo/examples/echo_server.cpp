@@ -52,6 +52,9 @@ fiber::Task<> serve(Server& server, fiber::TcpStream stream) {
     std::size_t echoed = 0;
     std::string why = "end of stream";
     try {
+        // Nagle's algorithm would hold back the tail of an echo until the
+        // client acknowledges the rest, and the client delays that by 40 ms.
+        stream.set_nodelay();
         std::byte buffer[4096];  // a page: plenty for small messages, little per idle client
         while (std::size_t n = co_await stream.read(buffer)) {
             co_await stream.write_all(std::span(buffer).first(n));
@@ -90,8 +93,8 @@ fiber::Task<> accept_loop(Server& server, fiber::SocketAddress address) {
             if (server.stopping) break;  // the shutdown task closed the listener
             if (!out_of_descriptors(e.code())) {
                 server.error = e.what();
-                server.executor.stop();
-                co_return;
+                server.executor.stop();  // exit 1 now, without waiting for the others
+                break;
             }
         }
         if (!next) {
@@ -152,6 +155,8 @@ public:
     }
 
 private:
+    // Set by the destructor before it wakes the thread, read once after
+    // sigwait() returns; the default (sequentially consistent) order is plenty.
     std::atomic<bool> done_{false};  // the server is finished: spawn nothing
     std::thread thread_;
 };
@@ -178,7 +183,7 @@ int main(int argc, char** argv) {
         Server server{executor, spawner};
         server.limit = args.number("--connections", -1);
 #ifndef _WIN32
-        SignalThread signals(server);
+        SignalThread signals(server);  // joined before the server and executor go
 #endif
         spawner.spawn(accept_loop(server, *address));
         executor.run();  // until the last connection closes, or stop()
