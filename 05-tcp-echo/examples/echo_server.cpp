@@ -116,6 +116,7 @@ fiber::Task<> accept_loop(Server& server, fiber::SocketAddress address) {
     server.listener->close();  // refuse newcomers; the live connections go on
 }
 
+#ifndef _WIN32
 // Spawned by the signal thread; runs on the executor like every other task.
 fiber::Task<> shut_down(Server& server) {
     std::cout << "stopping, connections open: " << server.live << std::endl;
@@ -126,7 +127,6 @@ fiber::Task<> shut_down(Server& server) {
     server.executor.stop();  // the executor destroys their tasks, closing their sockets
 }
 
-#ifndef _WIN32
 // SIGINT and SIGTERM without a signal handler. A handler interrupts
 // whatever the thread was doing, so it may call only async-signal-safe
 // functions: spawning a task (a mutex, an allocation) is not one. Instead
