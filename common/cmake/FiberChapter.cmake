@@ -9,6 +9,7 @@
 #                    must print (see run_example.cmake) and registers it with
 #                    CTest under the labels "example" and NN, and with the tour
 #   tests/*.cpp      one GoogleTest binary, each test labelled NN
+#   tests/*.py       end-to-end tests that run the examples, labelled NN
 #   bench/*.cpp      one Google Benchmark binary
 set(FIBER_CMAKE_DIR "${CMAKE_CURRENT_LIST_DIR}")
 
@@ -46,6 +47,23 @@ function(fiber_chapter)
             DISCOVERY_MODE PRE_TEST
             DISCOVERY_TIMEOUT 120
             PROPERTIES LABELS ${nn} TIMEOUT ${FIBER_TEST_TIMEOUT})
+    endif()
+
+    # tests/*.py: end-to-end tests that start the chapter's programs as
+    # processes (echo_server, then echo_client against it). Each script gets
+    # the programs' directory, their file suffix (.exe or none) and the
+    # emulator that runs them (wine-run in the Windows build).
+    file(GLOB scripts CONFIGURE_DEPENDS tests/*.py)
+    if(FIBER_BUILD_TESTS AND scripts)
+        find_package(Python3 REQUIRED COMPONENTS Interpreter)
+        foreach(script IN LISTS scripts)
+            get_filename_component(name "${script}" NAME_WE)
+            add_test(NAME ${nn}/${name}
+                COMMAND "${Python3_EXECUTABLE}" "${script}" "${CMAKE_CURRENT_BINARY_DIR}"
+                    "${CMAKE_EXECUTABLE_SUFFIX}" ${CMAKE_CROSSCOMPILING_EMULATOR})
+            set_tests_properties(${nn}/${name} PROPERTIES
+                LABELS ${nn} TIMEOUT ${FIBER_TEST_TIMEOUT})
+        endforeach()
     endif()
 
     file(GLOB benches CONFIGURE_DEPENDS bench/*.cpp)
