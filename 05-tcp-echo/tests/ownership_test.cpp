@@ -74,18 +74,12 @@ private:
 }  // namespace
 
 TEST(Ownership, AWakerWokenOnAnotherThreadAfterItsExecutorIsGoneDoesNothing) {
-    // block_on's own path: the task hands its waker to a thread, the
-    // executor stops and is destroyed, and only then does the thread wake.
+    // block_on's own path: a parked task's waker is held by another thread,
+    // the executor stops and is destroyed, and only then does the thread wake.
     Signal executor_gone;
     std::thread waker_thread;
     {
         auto [executor, spawner] = fiber::new_executor_and_spawner();
-        auto hand_over = [](fiber::Waker& slot, std::thread& t, Signal& gone) {
-            t = std::thread([w = std::move(slot), &gone]() mutable {
-                gone.wait();
-                std::move(w).wake();  // the executor is gone: nothing happens
-            });
-        };
         fiber::Waker slot;
         auto parked = [](fiber::Waker* slot) -> fiber::Task<> {
             LiveCounter alive;
@@ -95,7 +89,10 @@ TEST(Ownership, AWakerWokenOnAnotherThreadAfterItsExecutorIsGoneDoesNothing) {
         spawner.spawn(parked(&slot));
         spawner.spawn(stop_after(executor, 0ms));
         executor.run();
-        hand_over(slot, waker_thread, executor_gone);
+        waker_thread = std::thread([w = std::move(slot), &executor_gone]() mutable {
+            executor_gone.wait();
+            std::move(w).wake();  // the executor is gone: nothing happens
+        });
         EXPECT_EQ(LiveCounter::live(), 1);
     }
     EXPECT_EQ(LiveCounter::live(), 0);
@@ -132,7 +129,7 @@ TEST(Ownership, WaitingOnAnAsyncFdWhoseExecutorIsGoneFailsClearly) {
     auto adopt = [](std::optional<fiber::AsyncFd>& kept, native_handle h) -> fiber::Task<> {
         kept.emplace(h);
         std::byte buffer[8];
-        (void)co_await kept->read(buffer);  // clears the optimistic readiness... or waits
+        (void)co_await kept->read(buffer);  // nothing written: waits until stopped
     };
     {
         auto [executor, spawner] = fiber::new_executor_and_spawner();
