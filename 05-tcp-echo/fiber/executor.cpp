@@ -16,6 +16,11 @@ namespace {
 // The scheduler whose run() is on this thread's stack, for current_waker().
 thread_local Scheduler* t_current = nullptr;
 
+// How many tasks run() resumes between two looks at the reactor while its
+// queue is not empty. Tokio's number (event_interval): looking costs a
+// system call, and a task that waits for I/O waits this long at most.
+constexpr unsigned kPollInterval = 61;
+
 Root run_root(Task<> task) { co_await std::move(task); }
 
 }  // namespace
@@ -116,7 +121,25 @@ void Scheduler::run() {
     } restore{outer};
 
     std::unique_lock lock(mutex_);
-    for (;;) {
+    for (unsigned tick = 1;; ++tick) {
+        // Collect the I/O that is ready and the timers that are due, on
+        // this thread: a task woken so is queued here, and no other thread
+        // has to wake us. Always before sleeping, and every kPollInterval
+        // tasks even while tasks are queued, so that a queue that never
+        // runs dry cannot starve the tasks waiting for I/O. (The reactor
+        // stays alive: only the Executor, which cannot be destroyed while
+        // it runs, lets go of it.)
+        const bool dry = ready_.empty();
+        if (reactor_ && wakers_ > 0 && !stop_ && (dry || tick % kPollInterval == 0)) {
+            Reactor* reactor = reactor_.get();
+            lock.unlock();
+            if (dry) {
+                reactor->poll_before_sleeping();
+            } else {
+                reactor->poll_ready();
+            }
+            lock.lock();
+        }
         // The tempting version, "if (ready_.empty()) wait()", with the check
         // made before taking the lock, loses a wake-up: a timer thread can
         // push its handle and notify between our check and our sleep, and
