@@ -57,8 +57,8 @@ void Reactor::stop() {
         std::lock_guard lock(mutex_);
         stopping_ = true;
     }
-    poller_.notify();     // if it waits in the poller
-    idle_.notify_all();   // if it waits for the executor
+    poller_.notify();    // if it waits in the poller
+    idle_.notify_all();  // if it waits for the executor
     if (thread_.joinable()) thread_.join();
     std::lock_guard lock(mutex_);
     removed_.clear();  // the thread is gone: no event holds their keys
