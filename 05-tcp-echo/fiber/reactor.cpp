@@ -37,7 +37,9 @@ void ignore_sigpipe() {
 
 // With no timer and no event the reactor may wait for ever, and sources
 // removed meanwhile would pile up in removed_. Every this many, we wake it
-// to free them. Tokio wakes its driver after 16 deregistrations too.
+// to free them. Tokio wakes its driver after 16 deregistrations too. The
+// same when nobody polls: the IOCP poller frees a removed socket's state
+// only when a wait() collects its cancelled requests.
 constexpr std::size_t kNotifyAfterRemovals = 16;
 
 [[noreturn]] void throw_closed(const IoSource& source, unsigned direction) {
@@ -76,16 +78,16 @@ void Reactor::loop() {
             const Clock::time_point now = Clock::now();
             const bool timer_due = !heap_.empty() && heap_.front()->deadline <= now;
             const bool retry_due = retry_ && retry_at_ <= now;
-            if (asked_ || timer_due || retry_due) {
+            if (asked_ || collect_ || timer_due || retry_due) {
                 if (polling_) {  // the executor's turn: it ends in a moment
                     turn_wanted_ = true;
                     idle_.wait(lock);
                     continue;
                 }
                 polling_ = true;
-                int timeout = poll_timeout_ms();
+                int timeout = asked_ ? poll_timeout_ms() : 0;
                 if (retry_ && (timeout < 0 || timeout > 1)) timeout = 1;
-                const bool poll = asked_;
+                const bool poll = asked_ || std::exchange(collect_, false);
                 lock.unlock();
                 take_turn(poll, timeout);
                 lock.lock();
@@ -283,7 +285,14 @@ void Reactor::remove_source(const std::shared_ptr<IoSource>& source) noexcept {
             // that it has not dispatched yet: keep the source alive until
             // it has. Never allocates: add_source() made room.
             removed_.push_back(source);
-            if (removed_.size() % kNotifyAfterRemovals == 0) poller_.notify();
+        }
+        if (++removals_ % kNotifyAfterRemovals == 0) {
+            if (polling_) {
+                poller_.notify();
+            } else {
+                collect_ = true;  // a poll that does not block, by the reactor thread
+                idle_.notify_one();
+            }
         }
     }
     // Outside the lock (wake() takes the executor's): the waiters resume,

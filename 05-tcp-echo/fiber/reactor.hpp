@@ -140,14 +140,16 @@ private:
     std::vector<TimerEntry*> heap_;  // a binary min-heap on (deadline, sequence)
     std::uint64_t next_sequence_ = 0;
     // The turn: one thread at a time polls, the reactor thread or the
-    // executor (poll_before_sleeping). True from just before its wait in
-    // the poller until it has woken what the wait returned; the holder
-    // alone uses events_ and wake_. Events hold raw IoSource pointers (the
-    // poller's keys), so a source removed meanwhile must stay alive until
-    // then: it waits in `removed_`.
+    // executor (poll_ready). True from just before its wait in the poller
+    // until it has woken what the wait returned; the holder alone uses
+    // events_ and wake_. Events hold raw IoSource pointers (the poller's
+    // keys), so a source removed meanwhile must stay alive until then: it
+    // waits in `removed_`.
     bool polling_ = false;
     std::vector<PollEvent> events_ = std::vector<PollEvent>(256);
     std::vector<Waker> wake_;  // dispatched, to wake outside the lock
+    std::vector<std::shared_ptr<IoSource>> removed_;
+    std::size_t removals_ = 0;  // every kNotifyAfterRemovals, someone polls
     // The executor found nothing to run: the reactor thread may block in
     // the poller. Until then it sleeps on `idle_`, waking for timers only,
     // and leaves the poller to the executor. A thread blocked in the poller
@@ -155,11 +157,11 @@ private:
     // Cleared by any turn that has tasks to wake: the executor will run
     // them, and ask again when it is done.
     bool asked_ = false;
+    bool collect_ = false;          // poll once without blocking: see remove_source()
     bool turn_wanted_ = false;      // the reactor thread waits for the turn
     bool retry_ = false;            // wake_ holds wakes that ran out of memory:
     Clock::time_point retry_at_{};  // try them again then
     std::condition_variable idle_;
-    std::vector<std::shared_ptr<IoSource>> removed_;
     // Sources registered and not removed. removed_ always has room for all
     // of them, so that remove_source(), which runs in destructors, never
     // allocates: add_source() reserves it.
