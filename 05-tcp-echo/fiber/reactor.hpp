@@ -130,8 +130,8 @@ private:
 
     Poller poller_;
     // One lock for the reactor's state: the timer heap, every source's
-    // readiness and waker slots, and the list of removed sources. The
-    // reactor thread never holds it while it waits in the poller, and
+    // readiness and waker slots, and the list of removed sources. No
+    // thread holds it while it waits in the poller, and
     // nobody wakes a Waker while holding it. Dropping a Waker under it is
     // allowed: that takes the executor's lock, and the order is always this
     // lock first, the executor's second (the executor never calls into the
