@@ -176,7 +176,8 @@ TEST(Ownership, ClosingAnAsyncFdWakesTheTaskWaitingOnIt) {
         spawner.spawn(closer(in, closed));
         co_return;
     };
-    auto [executor, spawner] = fiber::new_executor_and_spawner();
+    // One worker: the yield lets the other task reach its wait first.
+    auto [executor, spawner] = fiber::new_executor_and_spawner(1);
     spawner.spawn(start(spawner));
     executor.run();  // returns: the reader was woken, nothing else waits
     EXPECT_TRUE(closed);
@@ -242,7 +243,8 @@ TEST(Ownership, GivingUpAFiredWaitLeavesTheNextWaiterRegistered) {
         while (!b_read && Clock::now() < deadline) co_await fiber::sleep_for(1ms);
         EXPECT_TRUE(b_read);
     };
-    auto [executor, spawner] = fiber::new_executor_and_spawner();
+    // One worker: the yield lets the other task reach its wait first.
+    auto [executor, spawner] = fiber::new_executor_and_spawner(1);
     spawner.spawn(test(spawner));
     executor.run();
     fiber::common::close_handle(writer);

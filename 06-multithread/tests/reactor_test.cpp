@@ -36,7 +36,8 @@ TEST(Reactor, TimersOneMillisecondApartFireInOrder) {
         order.push_back(id);
     };
     const auto start = Clock::now() + 200ms;
-    auto [executor, spawner] = fiber::new_executor_and_spawner();
+    // One worker: the timers fire in order, and tasks run in the order woken.
+    auto [executor, spawner] = fiber::new_executor_and_spawner(1);
     for (int id : ids) spawner.spawn(sleeper(start + id * 1ms, id, order));
     executor.run();
     std::vector<int> expected(kTimers);

@@ -5,14 +5,17 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <mutex>
 #include <span>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include "common/cpu_time.hpp"
@@ -22,21 +25,31 @@
 #include "fiber/waker.hpp"
 
 /// Lets one task wait (`co_await countdown.wait()`) until `n` calls of
-/// done(). Every task of a test runs on the one executor thread, so a plain
-/// int is enough: no other thread runs between the check in await_ready
-/// and the waker's publication.
+/// done(). Tasks run on several workers, so the count and the waker slot
+/// are under a mutex, and the waiter checks the count and publishes its
+/// waker under it in one step: a done() on another worker between the two
+/// would otherwise find no waker and leave the waiter asleep for ever.
 class Countdown {
 public:
     explicit Countdown(int n) : left_(n) {}
     void done() {
-        if (--left_ == 0 && waiter_) std::move(waiter_).wake();
+        fiber::Waker waiter;
+        {
+            std::lock_guard lock(mutex_);
+            if (--left_ == 0) waiter = std::move(waiter_);
+        }
+        if (waiter) std::move(waiter).wake();  // outside the lock: the waiter may run at once
     }
     auto wait() {
         struct Awaiter {
             Countdown* countdown;
-            bool await_ready() const noexcept { return countdown->left_ <= 0; }
-            void await_suspend(std::coroutine_handle<> self) {
-                countdown->waiter_ = fiber::current_waker(self);
+            bool await_ready() const noexcept { return false; }
+            bool await_suspend(std::coroutine_handle<> self) {
+                fiber::Waker waker = fiber::current_waker(self);
+                std::lock_guard lock(countdown->mutex_);
+                if (countdown->left_ <= 0) return false;  // all done: do not suspend
+                countdown->waiter_ = std::move(waker);
+                return true;
             }
             void await_resume() const noexcept {}
         };
@@ -44,16 +57,18 @@ public:
     }
 
 private:
+    std::mutex mutex_;
     int left_;
     fiber::Waker waiter_;
 };
 
 /// Runs `test(spawner)` on a fresh executor until it returns, then stops
 /// the executor: tasks still waiting (an accept loop) are destroyed. An
-/// exception that escapes the test fails it.
+/// exception that escapes the test fails it. `workers`: 1 for a test that
+/// relies on one thread's order ("after this yield, the other task waits").
 template <typename F>
-void run_test(F&& test) {
-    auto [executor, spawner] = fiber::new_executor_and_spawner();
+void run_test(F&& test, std::size_t workers = 0) {
+    auto [executor, spawner] = fiber::new_executor_and_spawner(workers);
     auto root = [](F& test, fiber::Spawner spawner, fiber::Executor& executor) -> fiber::Task<> {
         try {
             co_await test(spawner);
@@ -64,6 +79,13 @@ void run_test(F&& test) {
     };
     spawner.spawn(root(test, spawner, executor));
     executor.run();
+}
+
+/// run_test() for a test that relies on one thread's order: "after this
+/// yield, the task I spawned is waiting". On several workers it may not be.
+template <typename F>
+void run_on_one_worker(F&& test) {
+    run_test(std::forward<F>(test), 1);
 }
 
 inline std::span<const std::byte> bytes(const std::string& s) {
@@ -116,13 +138,14 @@ inline std::vector<std::byte> pattern(std::size_t n, std::uint64_t seed) {
     return out;
 }
 
-/// What serve_echo saw. Every task of a test runs on the executor's one
-/// thread, so plain ints are enough.
+/// What serve_echo saw. The connections run on several workers: their
+/// counts are atomic. The rest belongs to the accept loop, one task, which
+/// may move between workers but never runs on two at once.
 struct ServerStats {
     int accepted = 0;
-    int finished = 0;            // connections echoed until their client's end of stream
-    int failed = 0;              // connections ended by an error: that connection only
-    int out_of_descriptors = 0;  // accepts that failed for want of a descriptor
+    std::atomic<int> finished = 0;  // connections echoed until their client's end of stream
+    std::atomic<int> failed = 0;    // connections ended by an error: that connection only
+    int out_of_descriptors = 0;     // accepts that failed for want of a descriptor
     // Every stretch of time the server spent out of descriptors, summed:
     // how long, and how much CPU the whole process used meanwhile.
     double out_seconds = 0, out_cpu_seconds = 0;
@@ -187,10 +210,10 @@ inline fiber::Task<> serve_echo(fiber::TcpListener& listener, fiber::Spawner spa
 }
 
 /// What echo clients saw: round trips whose echo matched, and failures.
-struct ClientStats {
-    int good = 0;
-    int bad = 0;     // an echo that differed from what was sent
-    int errors = 0;  // exceptions
+struct ClientStats {  // atomic: the clients run on several workers
+    std::atomic<int> good = 0;
+    std::atomic<int> bad = 0;     // an echo that differed from what was sent
+    std::atomic<int> errors = 0;  // exceptions
 };
 
 /// One client: connects, sends `rounds` messages of 1 to `max_size` bytes

@@ -28,7 +28,7 @@ bool mentions(const std::system_error& e, const std::string& text) {
 }  // namespace
 
 TEST(TcpOwnership, DestroyingTheListenerWhileAcceptWaitsFailsTheAccept) {
-    run_test([](fiber::Spawner spawner) -> fiber::Task<> {
+    run_on_one_worker([](fiber::Spawner spawner) -> fiber::Task<> {
         // On the heap, not in this frame: AddressSanitizer sees a read of
         // it after delete, but not of a destroyed object in live memory.
         auto listener = std::make_unique<TcpListener>(TcpListener::bind("127.0.0.1:0"));
@@ -59,7 +59,7 @@ TEST(TcpOwnership, DestroyingTheListenerWhileAcceptWaitsFailsTheAccept) {
 }
 
 TEST(TcpOwnership, DestroyingTheStreamWhileWriteAllWaitsFailsTheWrite) {
-    run_test([](fiber::Spawner spawner) -> fiber::Task<> {
+    run_on_one_worker([](fiber::Spawner spawner) -> fiber::Task<> {
         auto listener = TcpListener::bind("127.0.0.1:0");
         TcpStream not_reading = co_await TcpStream::connect(listener.local_address());
         auto stream = std::make_unique<TcpStream>((co_await listener.accept()).stream);
@@ -81,7 +81,7 @@ TEST(TcpOwnership, DestroyingTheStreamWhileWriteAllWaitsFailsTheWrite) {
             finished.done();
         };
         spawner.spawn(writer(*stream, failure, finished));
-        // One thread runs every task: when this one runs again, the writer
+        // One worker runs every task: when this one runs again, the writer
         // is suspended, and write_all has only one place to suspend.
         co_await fiber::yield_now();
         stream.reset();
@@ -96,7 +96,7 @@ TEST(TcpOwnership, DestroyingTheStreamWhileWriteAllWaitsFailsTheWrite) {
 }
 
 TEST(TcpOwnership, MovingTheListenerWhileAcceptWaitsKeepsTheAccept) {
-    run_test([](fiber::Spawner spawner) -> fiber::Task<> {
+    run_on_one_worker([](fiber::Spawner spawner) -> fiber::Task<> {
         auto listener = std::make_unique<TcpListener>(TcpListener::bind("127.0.0.1:0"));
         std::optional<fiber::SocketAddress> accepted;
         Countdown finished(1);
@@ -118,7 +118,7 @@ TEST(TcpOwnership, MovingTheListenerWhileAcceptWaitsKeepsTheAccept) {
 TEST(TcpOwnership, MovingTheStreamWhileWriteAllWaitsKeepsWriting) {
     constexpr std::size_t kSize = 32 << 20;
     Checksum received, sent;
-    run_test([&](fiber::Spawner spawner) -> fiber::Task<> {
+    run_on_one_worker([&](fiber::Spawner spawner) -> fiber::Task<> {
         auto listener = TcpListener::bind("127.0.0.1:0");
         TcpStream client = co_await TcpStream::connect(listener.local_address());
         auto first = std::make_unique<TcpStream>((co_await listener.accept()).stream);
@@ -147,7 +147,7 @@ TEST(TcpOwnership, MovingTheStreamWhileWriteAllWaitsKeepsWriting) {
 }
 
 TEST(TcpOwnership, MovingAStreamWhileAReadWaitsKeepsTheRead) {
-    run_test([](fiber::Spawner spawner) -> fiber::Task<> {
+    run_on_one_worker([](fiber::Spawner spawner) -> fiber::Task<> {
         auto listener = TcpListener::bind("127.0.0.1:0");
         TcpStream client = co_await TcpStream::connect(listener.local_address());
         auto first = std::make_unique<TcpStream>((co_await listener.accept()).stream);

@@ -155,7 +155,7 @@ TEST(Tcp, HalfCloseLetsTheServerReplyAfterEndOfStream) {
 }
 
 TEST(Tcp, ASecondConcurrentReadIsALogicError) {
-    run_test([](fiber::Spawner spawner) -> fiber::Task<> {
+    run_on_one_worker([](fiber::Spawner spawner) -> fiber::Task<> {
         auto listener = TcpListener::bind("127.0.0.1:0");
         TcpStream client = co_await TcpStream::connect(listener.local_address());
         TcpStream server = (co_await listener.accept()).stream;
