@@ -5,6 +5,7 @@
 #include "fiber/parker.hpp"
 #include "fiber/reactor.hpp"
 
+#include <cassert>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -244,6 +245,7 @@ void Scheduler::work(Worker& w) {
 
 void Scheduler::run_task(Worker& w, TaskHeader& task) {
     // We popped it: it is ours until we store kIdle or queue it again.
+    assert(task.state.load(std::memory_order_relaxed) == TaskState::kScheduled);
     task.state.store(TaskState::kRunning, std::memory_order_relaxed);
     w.current = &task;
     w.finished = false;

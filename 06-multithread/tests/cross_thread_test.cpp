@@ -2,6 +2,7 @@
 // never misses a wake-up.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -49,8 +50,8 @@ TEST(CrossThread, WakeFromAForeignThreadIsNeverLost) {
 
 TEST(CrossThread, ManyTasksWokenFromManyThreads) {
     constexpr int kTasks = 32;
-    int done = 0;
-    auto task = [](int& done) -> fiber::Task<> {
+    std::atomic<int> done = 0;  // the tasks end on several workers
+    auto task = [](std::atomic<int>& done) -> fiber::Task<> {
         co_await wake_from_threads(10);
         ++done;
     };

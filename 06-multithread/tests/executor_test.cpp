@@ -71,7 +71,7 @@ TEST(Executor, ChildFinishesBeforeParentContinues) {
 
 TEST(Executor, YieldInterleavesTwoTasks) {
     std::vector<std::string> log;
-    auto [executor, spawner] = fiber::new_executor_and_spawner();
+    auto [executor, spawner] = fiber::new_executor_and_spawner(1);  // interleaving: one worker
     spawner.spawn(yielder(log, "a", 3));
     spawner.spawn(yielder(log, "b", 3));
     executor.run();

@@ -462,7 +462,8 @@ TEST(Ownership, HangUpBeforeConnectEndsWhenAWriteWouldBlock) {
         co_return;
     };
     {
-        auto [executor, spawner] = fiber::new_executor_and_spawner();
+        // One worker: the two tasks share plain variables, in a fixed order.
+        auto [executor, spawner] = fiber::new_executor_and_spawner(1);
         spawner.spawn(start(spawner));
         executor.run();  // returns once the waiter saw the connection
         fd.reset();

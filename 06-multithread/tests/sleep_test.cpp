@@ -2,6 +2,7 @@
 // overlapping, and cancelled cleanly when its frame is destroyed.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <vector>
@@ -53,12 +54,14 @@ TEST(Sleep, ConcurrentSleepsOverlap) {
     // Every task must have started sleeping before any of them wakes: the
     // executor does not wait for one sleep to finish before starting the next.
     constexpr int kTasks = 50;
-    int sleeping = 0;
-    int most_sleeping = 0;
-    int finished = 0;
-    auto nap = [](int& sleeping, int& most, int& finished) -> fiber::Task<> {
-        ++sleeping;
-        most = std::max(most, sleeping);
+    std::atomic<int> sleeping = 0;  // atomic: the naps run on several workers
+    std::atomic<int> most_sleeping = 0;
+    std::atomic<int> finished = 0;
+    auto nap = [](std::atomic<int>& sleeping, std::atomic<int>& most,
+                  std::atomic<int>& finished) -> fiber::Task<> {
+        const int now = ++sleeping;
+        for (int seen = most; now > seen && !most.compare_exchange_weak(seen, now);) {
+        }
         co_await fiber::sleep_for(300ms);
         --sleeping;
         ++finished;

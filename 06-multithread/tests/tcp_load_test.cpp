@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <vector>
@@ -71,7 +72,8 @@ struct SlowReader {
 
 // Reads at most 64 KiB every 2 ms: far slower than loopback can deliver,
 // so the server's writes keep finding the socket buffers full.
-fiber::Task<> read_slowly(fiber::SocketAddress to, SlowReader& me, const bool& others_done) {
+fiber::Task<> read_slowly(fiber::SocketAddress to, SlowReader& me,
+                          const std::atomic<bool>& others_done) {
     TcpStream stream = co_await TcpStream::connect(to);
     std::vector<std::byte> buffer(64 << 10);
     while (std::size_t n = co_await stream.read(buffer)) {
@@ -94,9 +96,10 @@ TEST(TcpLoad, ASlowReaderGetsTenMebibytesWithoutTheServerBufferingThem) {
     run_test([&](fiber::Spawner spawner) -> fiber::Task<> {
         auto listener = TcpListener::bind("127.0.0.1:0");
         baseline = fiber::common::live_allocations();
-        bool others_done = false;
+        std::atomic<bool> others_done = false;  // read by the slow client, on any worker
         Countdown finished(2);
-        auto slow_client = [](fiber::SocketAddress to, SlowReader& me, const bool& others_done,
+        auto slow_client = [](fiber::SocketAddress to, SlowReader& me,
+                              const std::atomic<bool>& others_done,
                               Countdown& finished) -> fiber::Task<> {
             co_await read_slowly(to, me, others_done);
             finished.done();

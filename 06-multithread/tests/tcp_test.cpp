@@ -2,6 +2,7 @@
 // read and a write at once on one connection, half-close, many clients.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -177,13 +178,13 @@ TEST(Tcp, ASecondConcurrentReadIsALogicError) {
 
 TEST(Tcp, TwoHundredClientsTwentyRoundTripsEach) {
     constexpr int kClients = 200, kRounds = 20;
-    int errors = 0, good = 0;
+    std::atomic<int> errors = 0, good = 0;  // the clients run on several workers
     run_test([&](fiber::Spawner spawner) -> fiber::Task<> {
         auto listener = TcpListener::bind("127.0.0.1:0");
         spawner.spawn(echo_server(listener, spawner));
         Countdown finished(kClients);
-        auto client = [](fiber::SocketAddress to, int id, int& good, int& errors,
-                         Countdown& finished) -> fiber::Task<> {
+        auto client = [](fiber::SocketAddress to, int id, std::atomic<int>& good,
+                         std::atomic<int>& errors, Countdown& finished) -> fiber::Task<> {
             try {
                 TcpStream stream = co_await TcpStream::connect(to);
                 for (int round = 0; round < kRounds; ++round) {
