@@ -10,6 +10,7 @@
 #include <coroutine>
 #include <cstddef>
 #include <exception>
+#include <mutex>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -69,31 +70,46 @@ fiber::Task<> round_trip(fiber::TcpStream& stream) {
 }
 
 // One iteration of BM_EchoParallel, which its driver awaits until every
-// client is done. Every task runs on the executor's one thread, so plain
-// members are enough: nothing runs between the check in await_ready and
-// the waker's publication in await_suspend.
+// client is done. The clients run on several workers: the count, the first
+// error and the driver's waker are under a mutex, and the driver checks the
+// count and publishes its waker under it in one step, or a client ending
+// in between would find no waker and the round would never end.
 struct Round {
+    std::mutex mutex;
     long left = 0;
     std::string error;  // the first client's failure, if any
     fiber::Waker driver;
 
-    void done() {
-        if (--left == 0 && driver) std::move(driver).wake();
+    void done(std::string failure) {
+        fiber::Waker last;
+        {
+            std::lock_guard lock(mutex);
+            if (error.empty()) error = std::move(failure);
+            if (--left == 0) last = std::move(driver);
+        }
+        if (last) std::move(last).wake();
     }
-    bool await_ready() const noexcept { return left == 0; }
-    void await_suspend(std::coroutine_handle<> self) { driver = fiber::current_waker(self); }
+    bool await_ready() const noexcept { return false; }
+    bool await_suspend(std::coroutine_handle<> self) {
+        fiber::Waker waker = fiber::current_waker(self);
+        std::lock_guard lock(mutex);
+        if (left == 0) return false;
+        driver = std::move(waker);
+        return true;
+    }
     void await_resume() const noexcept {}
 };
 
 // Catches, rather than lets the executor report, so that the round ends
 // and the driver can skip the benchmark with the message.
 fiber::Task<> client(fiber::TcpStream& stream, Round& round) {
+    std::string failure;
     try {
         for (long i = 0; i < kRoundTrips; ++i) co_await round_trip(stream);
     } catch (const std::exception& e) {
-        if (round.error.empty()) round.error = e.what();
+        failure = e.what();
     }
-    round.done();
+    round.done(std::move(failure));
 }
 
 // The drivers run the benchmark loop inside a task, so an iteration costs

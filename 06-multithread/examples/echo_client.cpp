@@ -1,9 +1,10 @@
-// echo_client: load for echo_server. C clients, each a task on one thread,
+// echo_client: load for echo_server. C clients, each a task on the pool,
 // connect, send M messages of B bytes one after the other, and check every
 // byte that comes back; then the round trips, the errors and the round
 // trips per second. Exits 1 if any client failed. --self-serve starts an
 // echo server in this process on a free port, so it can run alone (the tour).
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -25,17 +26,20 @@ namespace {
 
 const char* const kUsage =
     "[--address 127.0.0.1:7878] [--messages 1000] [--size 64] [--clients 10] [--self-serve]\n"
+    "  [--threads N]\n"
     "  --size: 1 to 65536 bytes (a client writes a whole message before it reads the echo)\n"
-    "  --self-serve: run an echo server in this process (--address is then ignored)";
+    "  --self-serve: run an echo server in this process (--address is then ignored)\n"
+    "  --threads N: worker threads (default: one per hardware thread)";
 
 using Clock = std::chrono::steady_clock;
 
-// What the client tasks share; they all run on the executor's one thread.
+// What the client tasks share. They run on several workers: the counts
+// they change are atomic; the rest is written before they start.
 struct Load {
     fiber::Executor& executor;
     fiber::SocketAddress address;
     long clients, messages, size;
-    long running = 0, round_trips = 0, errors = 0;
+    std::atomic<long> running = 0, round_trips = 0, errors = 0;
     Clock::time_point start{}, end{};
     std::string error{};  // why the clients could not start
 };
@@ -116,7 +120,8 @@ fiber::Task<> start(Load& load, fiber::Spawner spawner, bool self_serve) {
 
 int main(int argc, char** argv) {
     fiber::common::Args args(
-        argc, argv, {"--address", "--messages", "--size", "--clients", "--self-serve"}, kUsage);
+        argc, argv, {"--address", "--messages", "--size", "--clients", "--self-serve", "--threads"},
+        kUsage);
     std::string_view text = "127.0.0.1:7878";
     for (int i = 1; i < argc; ++i) {
         if (std::string_view(argv[i]) != "--address") continue;
@@ -133,7 +138,8 @@ int main(int argc, char** argv) {
     if (clients < 1) args.fail("--clients needs a number >= 1");
     if (size < 1 || size > 65536) args.fail("--size needs a number from 1 to 65536");
     try {
-        auto [executor, spawner] = fiber::new_executor_and_spawner();
+        auto [executor, spawner] =
+            fiber::new_executor_and_spawner(static_cast<std::size_t>(args.number("--threads", 0)));
         Load load{executor, *address, clients, args.number("--messages", 1000), size};
         spawner.spawn(start(load, spawner, args.has("--self-serve")));
         executor.run();  // until the last client stops it
@@ -141,8 +147,8 @@ int main(int argc, char** argv) {
         std::chrono::duration<double> seconds = load.end - load.start;
         std::cout << load.clients << " clients, " << load.messages << " messages of " << load.size
                   << " bytes each\n"
-                  << "round trips: " << load.round_trips << "\n"
-                  << "errors: " << load.errors << "\n"
+                  << "round trips: " << load.round_trips.load() << "\n"
+                  << "errors: " << load.errors.load() << "\n"
                   << "round trips per second: "
                   << static_cast<long>(load.round_trips / std::max(seconds.count(), 1e-9))
                   << std::endl;

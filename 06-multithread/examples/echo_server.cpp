@@ -3,12 +3,15 @@
 // logged per connection closed (bytes echoed, and why), a back-off when the
 // process runs out of descriptors, and a graceful stop on SIGINT or SIGTERM:
 // stop accepting, give live connections a second to finish, exit 0.
+// The connections run on a pool of workers (--threads N).
 // On Windows only --connections ends it cleanly (Ctrl+C ends the process).
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <exception>
 #include <iostream>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -21,7 +24,6 @@
 #include "fiber/tcp.hpp"
 
 #ifndef _WIN32
-#include <atomic>
 #include <csignal>
 #include <pthread.h>
 #include <thread>
@@ -32,20 +34,36 @@ using namespace std::chrono_literals;
 namespace {
 
 const char* const kUsage =
-    "[--address 127.0.0.1:7878] [--connections N]\n"
-    "  --connections N: exit after serving N connections (0: right after listening)";
+    "[--address 127.0.0.1:7878] [--connections N] [--threads N]\n"
+    "  --connections N: exit after serving N connections (0: right after listening)\n"
+    "  --threads N: worker threads (default: one per hardware thread)";
 
-// What the tasks share. They all run on the executor's one thread, so plain
-// fields are enough; the signal thread below never touches them.
+// What the tasks share. They run on several workers: the counts and flags
+// are atomic, and the listener, which the accept loop uses while the
+// shutdown task may close it, is used under a mutex. The signal thread
+// below never touches any of it.
 struct Server {
     fiber::Executor& executor;
     fiber::Spawner spawner;
+    std::mutex mutex{};                            // guards listener
     std::optional<fiber::TcpListener> listener{};  // bound by the first task
     long limit = -1;                               // --connections; -1: no limit
-    int live = 0;                                  // connections being served
-    bool stopping = false;                         // a signal came: accept no more
-    std::string error{};                           // what ended the server, if it failed
+    std::atomic<int> live = 0;                     // connections being served
+    std::atomic<bool> stopping = false;            // a signal came: accept no more
+    std::string error{};  // what ended the server, if it failed (the accept loop's)
+
+    void close_listener() {
+        std::lock_guard lock(mutex);
+        if (listener) listener->close();
+    }
 };
+
+// One whole line on stdout: tasks on several workers print at once.
+void say(const std::string& line) {
+    static std::mutex mutex;
+    std::lock_guard lock(mutex);
+    std::cout << line << std::endl;
+}
 
 fiber::Task<> serve(Server& server, fiber::TcpStream stream) {
     const std::string peer = stream.peer_address().to_string();
@@ -63,7 +81,7 @@ fiber::Task<> serve(Server& server, fiber::TcpStream stream) {
     } catch (const std::exception& e) {  // a reset or a broken pipe ends this connection only
         why = e.what();
     }
-    std::cout << peer << " closed: " << echoed << " bytes echoed, " << why << std::endl;
+    say(peer + " closed: " + std::to_string(echoed) + " bytes echoed, " + why);
     --server.live;
 }
 
@@ -77,18 +95,31 @@ bool out_of_descriptors(const std::error_code& code) {
 }
 
 fiber::Task<> accept_loop(Server& server, fiber::SocketAddress address) {
+    std::string bound;
     try {
+        std::lock_guard lock(server.mutex);
         server.listener = fiber::TcpListener::bind(address);
+        bound = server.listener->local_address().to_string();
     } catch (const std::exception& e) {
         server.error = e.what();
+        co_return;
     }
-    if (!server.listener) co_return;
-    std::cout << "listening on " << server.listener->local_address().to_string() << std::endl;
+    say("listening on " + bound);
     auto backoff = 0ms;  // 0 while accepting works
     for (long served = 0; !server.stopping && served != server.limit;) {
+        std::optional<fiber::Task<fiber::Accepted>> accept;
+        {
+            // shut_down() sets `stopping`, then closes under this mutex:
+            // seen false here, the listener is still open. The accept holds
+            // its own reference to the socket, so it waits without the lock,
+            // and a close meanwhile wakes it with an error.
+            std::lock_guard lock(server.mutex);
+            if (server.stopping) break;
+            accept.emplace(server.listener->accept());
+        }
         std::optional<fiber::Accepted> next;
         try {
-            next.emplace(co_await server.listener->accept());
+            next.emplace(co_await std::move(*accept));
         } catch (const std::system_error& e) {
             if (server.stopping) break;  // the shutdown task closed the listener
             if (!out_of_descriptors(e.code())) {
@@ -102,28 +133,28 @@ fiber::Task<> accept_loop(Server& server, fiber::SocketAddress address) {
             // again at once fails again at once: a loop at 100 % CPU. Wait,
             // longer each time (10 ms doubling to 1 s), for a connection to
             // close and free a descriptor. Logged once, not at every retry.
-            if (backoff == 0ms) std::cout << "out of descriptors: accept backs off" << std::endl;
+            if (backoff == 0ms) say("out of descriptors: accept backs off");
             backoff = std::clamp(backoff * 2, 10ms, 1000ms);
             co_await fiber::sleep_for(backoff);
             continue;
         }
-        if (backoff != 0ms) std::cout << "accepting again" << std::endl;
+        if (backoff != 0ms) say("accepting again");
         backoff = 0ms;
         ++served;
         ++server.live;
         server.spawner.spawn(serve(server, std::move(next->stream)));
     }
-    server.listener->close();  // refuse newcomers; the live connections go on
+    server.close_listener();  // refuse newcomers; the live connections go on
 }
 
 #ifndef _WIN32
 // Spawned by the signal thread; runs on the executor like every other task.
 fiber::Task<> shut_down(Server& server) {
-    std::cout << "stopping, connections open: " << server.live << std::endl;
+    say("stopping, connections open: " + std::to_string(server.live));
     server.stopping = true;
-    if (server.listener) server.listener->close();  // wakes accept() with an error
+    server.close_listener();  // wakes accept() with an error
     for (int i = 0; i < 100 && server.live > 0; ++i) co_await fiber::sleep_for(10ms);
-    if (server.live > 0) std::cout << "closing the " << server.live << " left" << std::endl;
+    if (server.live > 0) say("closing the " + std::to_string(server.live) + " left");
     server.executor.stop();  // the executor destroys their tasks, closing their sockets
 }
 
@@ -165,7 +196,7 @@ private:
 }  // namespace
 
 int main(int argc, char** argv) {
-    fiber::common::Args args(argc, argv, {"--address", "--connections"}, kUsage);
+    fiber::common::Args args(argc, argv, {"--address", "--connections", "--threads"}, kUsage);
     std::string_view text = "127.0.0.1:7878";
     for (int i = 1; i < argc; ++i) {
         if (std::string_view(argv[i]) != "--address") continue;
@@ -179,7 +210,8 @@ int main(int argc, char** argv) {
         args.fail(e.what());
     }
     try {
-        auto [executor, spawner] = fiber::new_executor_and_spawner();
+        auto [executor, spawner] =
+            fiber::new_executor_and_spawner(static_cast<std::size_t>(args.number("--threads", 0)));
         Server server{executor, spawner};
         server.limit = args.number("--connections", -1);
 #ifndef _WIN32

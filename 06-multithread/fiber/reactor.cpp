@@ -140,7 +140,8 @@ void Reactor::dispatch(const PollEvent& event, std::vector<Waker>& wake) {
     // reader spun on EAGAIN for ever.
     if (bits & kError) bits |= kReadable | kWritable;
     source->readiness |= bits & (mask_of(kReadable) | mask_of(kWritable));
-    ++source->tick;
+    if (bits & mask_of(kReadable)) ++source->read_tick;
+    if (bits & mask_of(kWritable)) ++source->write_tick;
     if ((bits & mask_of(kReadable)) && source->reader) {
         wake.push_back(std::move(source->reader));
         source->reader_wait = 0;
@@ -232,7 +233,7 @@ bool Reactor::ready_or_wait(IoSource& source, unsigned direction, std::uint64_t&
     std::lock_guard lock(mutex_);
     if (source.closed) throw_closed(source, direction);
     if (source.readiness & mask_of(direction)) {
-        tick = source.tick;
+        tick = source.tick(direction);
         return true;
     }
     if (stopping_) {
@@ -257,7 +258,7 @@ bool Reactor::ready_or_wait(IoSource& source, unsigned direction, std::uint64_t&
 std::uint64_t Reactor::woken(IoSource& source, unsigned direction) {
     std::lock_guard lock(mutex_);
     if (source.closed) throw_closed(source, direction);
-    return source.tick;
+    return source.tick(direction);
 }
 
 void Reactor::cancel_wait(IoSource& source, unsigned direction, std::uint64_t wait) noexcept {
@@ -273,8 +274,8 @@ void Reactor::cancel_wait(IoSource& source, unsigned direction, std::uint64_t wa
 void Reactor::clear_readiness(IoSource& source, unsigned direction, std::uint64_t tick) {
     {
         std::lock_guard lock(mutex_);
-        if (source.closed) return;        // nothing to rearm; the next wait fails
-        if (source.tick != tick) return;  // a newer event: try the operation again
+        if (source.closed) return;                   // nothing to rearm; the next wait fails
+        if (source.tick(direction) != tick) return;  // a newer event: try the operation again
         source.readiness &= ~mask_of(direction);
     }
     poller_.rearm(source.handle, &source, direction);

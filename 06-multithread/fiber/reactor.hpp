@@ -41,7 +41,16 @@ struct IoSource {
     // Optimistic start: a new handle is tried before anyone waits for it,
     // so a read that can succeed at once never waits for an event.
     unsigned readiness = kReadable | kWritable;
-    std::uint64_t tick = 0;  // readiness events seen so far
+    // Readiness events seen so far, one count per direction. With one count
+    // for both, a write event bumped the reader's tick too: a reader whose
+    // read would block kept its stale readiness and retried, and with the
+    // reader and the writer on different workers each retried the other's
+    // events (Tokio had the same bug: tokio-rs/tokio#8054).
+    std::uint64_t read_tick = 0;
+    std::uint64_t write_tick = 0;
+    std::uint64_t& tick(unsigned direction) {
+        return direction == kReadable ? read_tick : write_tick;
+    }
     Waker reader;
     Waker writer;
     // Which wait each slot belongs to (0: none), so that a waiter that
@@ -77,7 +86,7 @@ public:
     void remove_source(const std::shared_ptr<IoSource>& source) noexcept;
 
     /// If `direction` is ready (or closed, or failed), sets `tick` to the
-    /// source's current tick and returns true. Otherwise numbers this wait
+    /// direction's current tick and returns true. Otherwise numbers this wait
     /// in `wait`, stores `waker` in the direction's slot and returns false.
     /// Throws std::system_error (operation_canceled) if the source was
     /// removed, std::logic_error for a second waiter or a stopped reactor.
