@@ -76,7 +76,8 @@ TEST(CrossThread, RunWaitsForAWakerHeldByAnotherThread) {
         co_return;
     };
     {
-        auto [executor, spawner] = fiber::new_executor_and_spawner();
+        // One worker: the parked task must park before the next task runs.
+        auto [executor, spawner] = fiber::new_executor_and_spawner(1);
         spawner.spawn(parked());
         spawner.spawn(hand_over());
         executor.run();
@@ -98,7 +99,8 @@ TEST(CrossThread, WakerDroppedOnAnotherThreadLetsRunReturn) {
         co_return;
     };
     {
-        auto [executor, spawner] = fiber::new_executor_and_spawner();
+        // One worker: the parked task must park before the next task runs.
+        auto [executor, spawner] = fiber::new_executor_and_spawner(1);
         spawner.spawn(parked());
         spawner.spawn(hand_over());
         executor.run();  // returns once the thread has dropped the waker

@@ -79,7 +79,8 @@ TEST(Ownership, AWakerWokenOnAnotherThreadAfterItsExecutorIsGoneDoesNothing) {
     Signal executor_gone;
     std::thread waker_thread;
     {
-        auto [executor, spawner] = fiber::new_executor_and_spawner();
+        // One worker: the task parks before the stopper runs.
+        auto [executor, spawner] = fiber::new_executor_and_spawner(1);
         fiber::Waker slot;
         auto parked = [](fiber::Waker* slot) -> fiber::Task<> {
             LiveCounter alive;

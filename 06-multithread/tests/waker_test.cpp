@@ -35,7 +35,8 @@ fiber::Task<> waker_task(fiber::Waker* slot, std::vector<std::string>& log) {
 TEST(Waker, AnotherTaskWakesAParkedTaskOnce) {
     std::vector<std::string> log;
     fiber::Waker slot;
-    auto [executor, spawner] = fiber::new_executor_and_spawner();
+    // One worker: the parked task must park before the next task runs.
+    auto [executor, spawner] = fiber::new_executor_and_spawner(1);
     spawner.spawn(sleeper(&slot, log));
     spawner.spawn(waker_task(&slot, log));
     executor.run();
@@ -50,7 +51,8 @@ TEST(Waker, DroppedWakerLeavesTheTaskSuspendedAndRunReturns) {
         *slot = fiber::Waker();  // drops the sleeper's waker without waking it
         co_return;
     };
-    auto [executor, spawner] = fiber::new_executor_and_spawner();
+    // One worker: the parked task must park before the next task runs.
+    auto [executor, spawner] = fiber::new_executor_and_spawner(1);
     spawner.spawn(sleeper(&slot, log));
     spawner.spawn(dropper(&slot));
     executor.run();
@@ -74,7 +76,8 @@ TEST(Waker, MovingTransfersTheRightToWake) {
         std::move(moved).wake();
         co_return;
     };
-    auto [executor, spawner] = fiber::new_executor_and_spawner();
+    // One worker: the parked task must park before the next task runs.
+    auto [executor, spawner] = fiber::new_executor_and_spawner(1);
     spawner.spawn(sleeper(&slot, log));
     spawner.spawn(mover(&slot));
     executor.run();
