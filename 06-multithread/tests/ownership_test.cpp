@@ -187,11 +187,20 @@ TEST(Ownership, ClosingAnAsyncFdWakesTheTaskWaitingOnIt) {
     fiber::common::close_handle(writer);
 }
 
-TEST(Ownership, GivingUpAFiredWaitLeavesTheNextWaiterRegistered) {
+TEST(Ownership, AFiredWaitThatHasNotRunYetLeavesTheNextWaiterRegistered) {
     // A waits to read; an event fires A's waker; before A runs, B waits on
-    // the same direction; then A is destroyed. B must still be woken.
+    // the same direction. A then runs and ends its wait; B must still be
+    // woken. (Chapter 5's version registered A by hand on a coroutine
+    // nobody resumes, then destroyed it: a Waker now names its task, so a
+    // hand-made one would wake the test task itself. Giving up a fired
+    // wait returns with cancellation, in chapter 7.)
     const auto [reader, writer] = fiber::common::make_pipe();
+    bool a_woken = false;
     bool b_read = false;
+    auto a_task = [](fiber::AsyncFd& in, bool& woken) -> fiber::Task<> {
+        (void)co_await in.readable();
+        woken = true;
+    };
     auto b_task = [](fiber::AsyncFd& in, bool& done) -> fiber::Task<> {
         std::byte buffer[8];
         EXPECT_EQ(co_await in.read(buffer), 1u);
@@ -200,12 +209,9 @@ TEST(Ownership, GivingUpAFiredWaitLeavesTheNextWaiterRegistered) {
     auto test = [&, r = reader, w = writer](fiber::Spawner spawner) -> fiber::Task<> {
         fiber::AsyncFd in(r);
         std::byte buffer[8];
-        // A: registered by hand, on a coroutine nobody will resume, once the
-        // pipe is "not readable" in the reactor's eyes. That takes a read
-        // that would block, and perhaps a second try: an event that came in
-        // between (a socket's first "writable") keeps the readiness.
-        std::unique_ptr<fiber::ReadinessAwaiter> a;
-        for (int tries = 0;; ++tries) {
+        // Make the pipe "not readable" in the reactor's eyes: a read that
+        // would block (perhaps twice: an event in between keeps readiness).
+        for (int tries = 0; tries < 100; ++tries) {
             std::uint64_t tick = co_await in.readable();
 #ifdef _WIN32
             EXPECT_LT(::recv(r, reinterpret_cast<char*>(buffer), 8, 0), 0);
@@ -213,12 +219,10 @@ TEST(Ownership, GivingUpAFiredWaitLeavesTheNextWaiterRegistered) {
             EXPECT_LT(::read(r, buffer, sizeof buffer), 0);
 #endif
             in.clear_readiness(fiber::detail::kReadable, tick);
-            a.reset(new fiber::ReadinessAwaiter(in.readable()));
-            if (a->await_suspend(std::noop_coroutine())) break;  // registered
-            if (tries == 100) {
-                ADD_FAILURE() << "the handle never stopped being readable";
-                co_return;
-            }
+            spawner.spawn(a_task(in, a_woken));
+            co_await fiber::yield_now();  // A runs: it waits, or finds the pipe readable
+            if (!a_woken) break;          // A waits
+            a_woken = false;
         }
         write_byte(w);
         // Wait until the reactor has fired A: from then on, the direction
@@ -234,17 +238,18 @@ TEST(Ownership, GivingUpAFiredWaitLeavesTheNextWaiterRegistered) {
                 ADD_FAILURE() << "the reactor never fired";
                 co_return;
             }
-            co_await fiber::sleep_for(1ms);
+            std::this_thread::sleep_for(1ms);  // not sleep_for(): A must not run yet
         }
+        EXPECT_FALSE(a_woken);                    // fired, queued, not run
         EXPECT_EQ(co_await in.read(buffer), 1u);  // drain, so that B must wait
         spawner.spawn(b_task(in, b_read));
-        co_await fiber::yield_now();  // B reads, would block, waits
-        a.reset();                    // A gives up: must not remove B's waker
+        co_await fiber::yield_now();  // A ends its wait; B reads, would block, waits
+        EXPECT_TRUE(a_woken);
         write_byte(w);
         while (!b_read && Clock::now() < deadline) co_await fiber::sleep_for(1ms);
         EXPECT_TRUE(b_read);
     };
-    // One worker: the yield lets the other task reach its wait first.
+    // One worker: the yields order the tasks.
     auto [executor, spawner] = fiber::new_executor_and_spawner(1);
     spawner.spawn(test(spawner));
     executor.run();
