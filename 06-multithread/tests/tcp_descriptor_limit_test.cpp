@@ -122,7 +122,7 @@ std::vector<int> leave_free_descriptors(int free, int any_open) {
                     if (!out_of_descriptors(e)) throw;
                 }
                 const auto held = leave_free_descriptors(2, report_fd);
-                co_await serve_echo(listener, spawner, stats, 3);
+                co_await serve_echo(std::move(listener), spawner, stats, 3);
                 for (int fd : held) ::close(fd);
             } catch (const std::exception& e) {
                 std::strncpy(report.error, e.what(), sizeof report.error - 1);

@@ -234,8 +234,9 @@ TEST(TcpFaults, AClientThatResetsBeforeItIsAcceptedDoesNotStopTheAcceptLoop) {
         TcpStream rude = co_await TcpStream::connect(listener.local_address());
         reset(rude);                      // still in the listener's queue: not yet accepted
         co_await fiber::sleep_for(10ms);  // the reset arrives before the accept
-        spawner.spawn(serve_echo(listener, spawner, server));
-        TcpStream polite = co_await TcpStream::connect(listener.local_address());
+        const auto address = listener.local_address();
+        spawner.spawn(serve_echo(std::move(listener), spawner, server));
+        TcpStream polite = co_await TcpStream::connect(address);
         co_await polite.write_all(bytes("anyone?"));
         EXPECT_EQ(co_await read_exactly(polite, 7), "anyone?");
     });

@@ -179,7 +179,10 @@ inline bool out_of_descriptors(const std::system_error& e) {
 /// queued; trying again at once would spin a core at 100 % until a
 /// descriptor is freed, so the loop sleeps 10 ms first (Tokio's tutorial
 /// and mini-redis back off too). Returns after `connections` accepts.
-inline fiber::Task<> serve_echo(fiber::TcpListener& listener, fiber::Spawner spawner,
+/// It owns the listener: on several workers it may still be accepting
+/// while the task that started it ends, and a borrowed listener would be
+/// destroyed under it.
+inline fiber::Task<> serve_echo(fiber::TcpListener listener, fiber::Spawner spawner,
                                 ServerStats& stats, int connections = -1) {
     using namespace std::chrono_literals;
     while (connections < 0 || stats.accepted < connections) {

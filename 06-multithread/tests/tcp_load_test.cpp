@@ -25,8 +25,9 @@ TEST(TcpLoad, AClientThatSendsNothingDoesNotStopTheOthers) {
     ClientStats clients;
     run_test([&](fiber::Spawner spawner) -> fiber::Task<> {
         auto listener = TcpListener::bind("127.0.0.1:0");
-        spawner.spawn(serve_echo(listener, spawner, server));
-        TcpStream silent = co_await TcpStream::connect(listener.local_address());
+        const auto address = listener.local_address();
+        spawner.spawn(serve_echo(std::move(listener), spawner, server));
+        TcpStream silent = co_await TcpStream::connect(address);
         // Its echo task now waits for a read that never comes; the others
         // are served meanwhile.
         Countdown finished(kClients);
@@ -36,7 +37,7 @@ TEST(TcpLoad, AClientThatSendsNothingDoesNotStopTheOthers) {
             finished.done();
         };
         for (int id = 0; id < kClients; ++id) {
-            spawner.spawn(client(listener.local_address(), id, clients, finished));
+            spawner.spawn(client(address, id, clients, finished));
         }
         co_await finished.wait();
         EXPECT_EQ(server.accepted, kClients + 1);  // the silent one is still open
@@ -106,8 +107,9 @@ TEST(TcpLoad, ASlowReaderGetsTenMebibytesWithoutTheServerBufferingThem) {
         };
         spawner.spawn(slow_client(listener.local_address(), slow, others_done, finished));
         spawner.spawn(download((co_await listener.accept()).stream, sent));
-        spawner.spawn(serve_echo(listener, spawner, server));  // everyone else
-        co_await echo_client(listener.local_address(), 1, 100, 4000, others);
+        const auto address = listener.local_address();
+        spawner.spawn(serve_echo(std::move(listener), spawner, server));  // everyone else
+        co_await echo_client(address, 1, 100, 4000, others);
         others_done = true;
         finished.done();
         co_await finished.wait();
@@ -145,7 +147,8 @@ TEST(TcpLoad, AThousandClientsAHundredRoundTripsEach) {
     ClientStats clients;
     run_test([&](fiber::Spawner spawner) -> fiber::Task<> {
         auto listener = TcpListener::bind("127.0.0.1:0");
-        spawner.spawn(serve_echo(listener, spawner, server));
+        const auto address = listener.local_address();
+        spawner.spawn(serve_echo(std::move(listener), spawner, server));
         Countdown finished(kClients);
         auto client = [](fiber::SocketAddress to, int id, ClientStats& stats,
                          Countdown& finished) -> fiber::Task<> {
@@ -153,7 +156,7 @@ TEST(TcpLoad, AThousandClientsAHundredRoundTripsEach) {
             finished.done();
         };
         for (int id = 0; id < kClients; ++id) {
-            spawner.spawn(client(listener.local_address(), id, clients, finished));
+            spawner.spawn(client(address, id, clients, finished));
         }
         co_await finished.wait();
     });

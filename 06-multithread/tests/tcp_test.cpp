@@ -53,8 +53,9 @@ fiber::Task<> echo(TcpStream stream) {
     }
 }
 
-// Accepts forever, each connection echoed by a task of its own.
-fiber::Task<> echo_server(TcpListener& listener, fiber::Spawner spawner) {
+// Accepts forever, each connection echoed by a task of its own. It owns
+// the listener: the test task that spawned it may end while it accepts.
+fiber::Task<> echo_server(TcpListener listener, fiber::Spawner spawner) {
     for (;;) spawner.spawn(echo(std::move((co_await listener.accept()).stream)));
 }
 
@@ -181,7 +182,8 @@ TEST(Tcp, TwoHundredClientsTwentyRoundTripsEach) {
     std::atomic<int> errors = 0, good = 0;  // the clients run on several workers
     run_test([&](fiber::Spawner spawner) -> fiber::Task<> {
         auto listener = TcpListener::bind("127.0.0.1:0");
-        spawner.spawn(echo_server(listener, spawner));
+        const auto address = listener.local_address();
+        spawner.spawn(echo_server(std::move(listener), spawner));
         Countdown finished(kClients);
         auto client = [](fiber::SocketAddress to, int id, std::atomic<int>& good,
                          std::atomic<int>& errors, Countdown& finished) -> fiber::Task<> {
@@ -204,7 +206,7 @@ TEST(Tcp, TwoHundredClientsTwentyRoundTripsEach) {
             finished.done();
         };
         for (int id = 0; id < kClients; ++id) {
-            spawner.spawn(client(listener.local_address(), id, good, errors, finished));
+            spawner.spawn(client(address, id, good, errors, finished));
         }
         co_await finished.wait();
     });
