@@ -114,20 +114,27 @@ fiber::Task<> racer(Shared& s, long id, long rounds) {
                 break;
             default:  // wake a task that waits, then wait for another to wake us
                 co_await Suspend{[&s](fiber::Waker w) {
+                    Shared& shared = s;  // on the stack: the frame may be gone below
                     fiber::Waker other;
                     {
-                        std::lock_guard lock(s.mutex);
-                        if (!s.waiting.empty()) {
-                            other = std::move(s.waiting.back());
-                            s.waiting.pop_back();
+                        // Take one and leave ours in one step: done in two,
+                        // two tasks could each find the list empty, each
+                        // leave its waker, and wait for each other for ever.
+                        std::lock_guard lock(shared.mutex);
+                        if (!shared.waiting.empty()) {
+                            other = std::move(shared.waiting.back());
+                            shared.waiting.pop_back();
                         }
+                        // Wait only while another task is left to wake us.
+                        if (shared.active <= 1) {
+                            if (other) shared.waiting.push_back(std::move(other));
+                            return false;
+                        }
+                        shared.waiting.push_back(std::move(w));
                     }
-                    // Woken before ours is published: until then nobody can
-                    // resume us, and nothing here touches our frame after.
+                    // Ours is published: another worker may resume us now,
+                    // so from here only stack variables are touched.
                     if (other) std::move(other).wake();
-                    std::lock_guard lock(s.mutex);
-                    if (s.active <= 1) return false;  // nobody left to wake us
-                    s.waiting.push_back(std::move(w));
                     return true;
                 }};
         }
