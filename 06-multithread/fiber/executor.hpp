@@ -106,16 +106,16 @@ public:
     std::size_t workers() const noexcept { return workers_.size(); }
 
 private:
-    void work(Worker& w);              // one worker's loop
-    TaskHeader* next_task(Worker& w);  // nullptr: run() is over
-    TaskHeader* find_work(Worker& w);  // the idle path: spin, then park
-    void run_task(Worker& w, TaskHeader& task);
-    bool make_ready(TaskHeader& task);   // true: the caller must queue it
-    void push_locked(TaskHeader& task);  // caller holds mutex_
-    TaskHeader* pop_locked(Worker& w);   // caller holds mutex_
-    void notify_locked();                // unparks one worker, if that is needed
-    void finish_locked();                // every worker leaves run()
-    void settle(Worker& w);              // adds w's deferred count to refs_
+    void work(Worker& w);                                    // one worker's loop
+    TaskHeader* next_task(Worker& w);                        // nullptr: run() is over
+    TaskHeader* find_work(Worker& w);                        // the idle path: spin, then park
+    TaskHeader* run_task(Worker& w, TaskHeader& task);       // returns a task to run again now
+    bool make_ready(TaskHeader& task);                       // true: the caller must queue it
+    void push_locked(TaskHeader& task, bool notify = true);  // caller holds mutex_
+    TaskHeader* pop_locked(Worker& w);                       // caller holds mutex_
+    void notify_locked();    // unparks one worker, if that is needed
+    void finish_locked();    // every worker leaves run()
+    void settle(Worker& w);  // adds w's deferred count to refs_
 
     std::atomic<std::int64_t> refs_{1};  // see above; changed by any thread
     // Read without the lock by spinning workers; written under mutex_.
