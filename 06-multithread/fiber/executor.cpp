@@ -89,6 +89,7 @@ Scheduler::Scheduler(std::size_t workers) {
         workers_.back()->scheduler = this;
     }
     idle_.reserve(workers);
+    threads_.reserve(workers);
 }
 
 Scheduler::~Scheduler() { destroy_all(); }
@@ -213,27 +214,33 @@ void Scheduler::run() {
         }
         if (refs_.load() == 1) return;  // nothing queued, and no waker left to change that
         exit_.store(false, std::memory_order_relaxed);
+        running_ = true;
+        // The calling thread is worker 0. The others start when there is
+        // work for them (see notify_locked()): block_on of one task starts
+        // no thread at all. Tasks spawned before run() woke nobody.
+        if (queued_.load(std::memory_order_relaxed) > 1) notify_locked();
     }
-    // The calling thread is worker 0; the others start here and are joined
-    // before run() returns, so no worker outlives it, and the Executor's
-    // destructor never destroys a frame that a worker could still resume.
-    std::vector<std::thread> helpers;
+    // Every worker thread is joined before run() returns, so none outlives
+    // it, and the Executor's destructor never destroys a frame that a
+    // worker could still resume.
     struct Join {
         Scheduler& self;
-        std::vector<std::thread>& threads;
         ~Join() {
+            std::vector<std::thread> threads;
             {
                 std::lock_guard lock(self.mutex_);
-                self.finish_locked();  // also when a thread failed to start
+                self.finish_locked();  // no thread starts after this
                 self.stop_ = false;
+                self.running_ = false;
+                threads = std::move(self.threads_);
+                self.started_ = 1;
             }
             for (std::thread& t : threads) t.join();
+            threads.clear();
+            std::lock_guard lock(self.mutex_);
+            self.threads_ = std::move(threads);  // keeps the reserved room for the next run()
         }
-    } join{*this, helpers};
-    helpers.reserve(workers_.size() - 1);
-    for (std::size_t i = 1; i < workers_.size(); ++i) {
-        helpers.emplace_back([this, i] { work(*workers_[i]); });
-    }
+    } join{*this};
     work(*workers_[0]);
 }
 
@@ -396,7 +403,23 @@ void Scheduler::notify_locked() {
     // At most one worker per wake, and none while one is searching already:
     // it will find this task, and ten wakes in a row must not unpark ten
     // workers that all find nothing (a thundering herd).
-    if (searching_ > 0 || idle_.empty()) return;
+    if (searching_ > 0) return;
+    if (idle_.empty()) {
+        // Every started worker is busy: start the next one, if any is left.
+        // It starts as a searcher, so the next wake leaves it be.
+        if (!running_ || exit_.load(std::memory_order_relaxed)) return;
+        if (started_ == workers_.size()) return;
+        Worker* w = workers_[started_].get();
+        try {
+            threads_.emplace_back([this, w] { work(*w); });  // reserved: only the start can fail
+        } catch (...) {
+            return;  // no thread (std::system_error): the running workers do the work
+        }
+        ++started_;
+        w->searching = true;
+        ++searching_;
+        return;
+    }
     Worker* w = idle_.back();
     idle_.pop_back();
     w->searching = true;  // counted now, so the next wake leaves the others asleep

@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <string>
 #include <mutex>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -128,6 +129,9 @@ private:
     Root::promise_type* roots_ = nullptr;  // every spawned task not yet finished
     std::vector<std::unique_ptr<Worker>> workers_;
     std::vector<Worker*> idle_;         // parked workers; reserved, so pushing never throws
+    std::vector<std::thread> threads_;  // workers 1.. started in this run(); reserved
+    std::size_t started_ = 1;           // workers running in this run(), worker 0 included
+    bool running_ = false;              // run() is running: workers may be started
     std::size_t searching_ = 0;         // workers spinning for work, or unparked to look for it
     bool closed_ = false;               // the Executor is gone
     bool stop_ = false;                 // stop() was called: run() returns at the next boundary
