@@ -62,8 +62,9 @@ std::size_t default_workers() {
         long n = std::strtol(env, nullptr, 10);
         if (n > 0) return static_cast<std::size_t>(n);
     }
-    unsigned n = std::thread::hardware_concurrency();
-    return n > 0 ? n : 1;
+    // Asked once: glibc reads /sys for it, a few microseconds each time.
+    static const unsigned hardware = std::thread::hardware_concurrency();
+    return hardware > 0 ? hardware : 1;
 }
 
 }  // namespace

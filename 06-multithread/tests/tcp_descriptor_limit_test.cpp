@@ -99,6 +99,14 @@ std::vector<int> leave_free_descriptors(int free, int any_open) {
 [[noreturn]] void serve_in_child(int report_fd) {
     Report report;
     try {
+        {
+            // A worker thread starts when there is work for it, perhaps only
+            // once out of descriptors; UBSan's first check of std::thread's
+            // virtual call (see below) would then fail. Start one now.
+            auto [executor, spawner] = fiber::new_executor_and_spawner(2);
+            for (int i = 0; i < 2; ++i) spawner.spawn([]() -> fiber::Task<> { co_return; }());
+            executor.run();
+        }
         ServerStats stats;
         auto [executor, spawner] = fiber::new_executor_and_spawner();
         auto root = [](fiber::Spawner spawner, int report_fd, ServerStats& stats,
