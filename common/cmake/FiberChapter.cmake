@@ -8,12 +8,16 @@
 #   examples/X.cpp   one program each; examples/X.expect lists the output it
 #                    must print (see run_example.cmake) and registers it with
 #                    CTest under the labels "example" and NN, and with the tour
-#   tests/*.cpp      one GoogleTest binary, each test labelled NN
+#   tests/*.cpp      one GoogleTest binary, each test labelled NN; with
+#                    fiber_chapter(TEST_WORKERS 1 4), every test runs once per
+#                    count, named NN/wK/..., with FIBER_WORKERS=K set (the
+#                    default worker count of new_executor_and_spawner)
 #   tests/*.py       end-to-end tests that run the examples, labelled NN
 #   bench/*.cpp      one Google Benchmark binary
 set(FIBER_CMAKE_DIR "${CMAKE_CURRENT_LIST_DIR}")
 
 function(fiber_chapter)
+    cmake_parse_arguments(PARSE_ARGV 0 arg "" "" "TEST_WORKERS")
     get_filename_component(dir "${CMAKE_CURRENT_SOURCE_DIR}" NAME)
     string(SUBSTRING "${dir}" 0 2 nn)
 
@@ -42,11 +46,21 @@ function(fiber_chapter)
     if(FIBER_BUILD_TESTS AND tests)
         add_executable(${nn}_tests ${tests})
         target_link_libraries(${nn}_tests PRIVATE ${nn}_fiber fiber_testing GTest::gtest_main)
-        gtest_discover_tests(${nn}_tests
-            TEST_PREFIX "${nn}/"
-            DISCOVERY_MODE PRE_TEST
-            DISCOVERY_TIMEOUT 120
-            PROPERTIES LABELS ${nn} TIMEOUT ${FIBER_TEST_TIMEOUT})
+        if(NOT arg_TEST_WORKERS)
+            gtest_discover_tests(${nn}_tests
+                TEST_PREFIX "${nn}/"
+                DISCOVERY_MODE PRE_TEST
+                DISCOVERY_TIMEOUT 120
+                PROPERTIES LABELS ${nn} TIMEOUT ${FIBER_TEST_TIMEOUT})
+        endif()
+        foreach(workers IN LISTS arg_TEST_WORKERS)
+            gtest_discover_tests(${nn}_tests
+                TEST_PREFIX "${nn}/w${workers}/"
+                DISCOVERY_MODE PRE_TEST
+                DISCOVERY_TIMEOUT 120
+                PROPERTIES LABELS ${nn} TIMEOUT ${FIBER_TEST_TIMEOUT}
+                    ENVIRONMENT FIBER_WORKERS=${workers})
+        endforeach()
     endif()
 
     # tests/*.py: end-to-end tests that start the chapter's programs as
