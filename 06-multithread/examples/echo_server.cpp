@@ -1,10 +1,10 @@
 // echo_server: a TCP echo server that runs until it is stopped, with what a
 // real server needs around the echo loop: a task per connection, one line
 // logged per connection closed (bytes echoed, and why), a back-off when the
-// process runs out of descriptors, and a graceful stop on SIGINT or SIGTERM:
-// stop accepting, give live connections a second to finish, exit 0.
+// process runs out of descriptors, and a graceful stop on SIGINT or SIGTERM
+// (Ctrl+C or Ctrl+Break on Windows): stop accepting, give live connections
+// a second to finish, exit 0.
 // The connections run on a pool of workers (--threads N).
-// On Windows only --connections ends it cleanly (Ctrl+C ends the process).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -40,8 +40,8 @@ const char* const kUsage =
 
 // What the tasks share. They run on several workers: the counts and flags
 // are atomic, and the listener, which the accept loop uses while the
-// shutdown task may close it, is used under a mutex. The signal thread
-// below never touches any of it.
+// shutdown task may close it, is used under a mutex. The signal thread (or
+// Windows' console control handler) below only spawns a task.
 struct Server {
     fiber::Executor& executor;
     fiber::Spawner spawner;
@@ -147,8 +147,8 @@ fiber::Task<> accept_loop(Server& server, fiber::SocketAddress address) {
     server.close_listener();  // refuse newcomers; the live connections go on
 }
 
-#ifndef _WIN32
-// Spawned by the signal thread; runs on the executor like every other task.
+// Spawned by the signal thread (on Windows, the console control handler);
+// runs on the executor like every other task.
 fiber::Task<> shut_down(Server& server) {
     say("stopping, connections open: " + std::to_string(server.live));
     server.stopping = true;
@@ -158,6 +158,7 @@ fiber::Task<> shut_down(Server& server) {
     server.executor.stop();  // the executor destroys their tasks, closing their sockets
 }
 
+#ifndef _WIN32
 // SIGINT and SIGTERM without a signal handler. A handler interrupts
 // whatever the thread was doing, so it may call only async-signal-safe
 // functions: spawning a task (a mutex, an allocation) is not one. Instead
@@ -191,6 +192,45 @@ private:
     std::atomic<bool> done_{false};  // the server is finished: spawn nothing
     std::thread thread_;
 };
+#else
+// Ctrl+C and Ctrl+Break. Windows has no signals: it calls a console control
+// handler on a thread it creates for the call, an ordinary thread like the
+// one above, which may spawn. The handler is a plain function, so it finds
+// the server through target_. It spawns under the mutex, and the destructor
+// unregisters it, then clears target_ under the same mutex: once the
+// destructor returns, no handler can still be using the server.
+class ConsoleCtrlHandler {
+public:
+    explicit ConsoleCtrlHandler(Server& server) {
+        std::lock_guard lock(mutex_);  // a call that comes at once waits for target_
+        if (!SetConsoleCtrlHandler(handler, TRUE)) {
+            fiber::common::throw_error(int(GetLastError()), "SetConsoleCtrlHandler");
+        }
+        target_ = &server;
+    }
+    ~ConsoleCtrlHandler() {
+        SetConsoleCtrlHandler(handler, FALSE);  // no new calls from here on
+        std::lock_guard lock(mutex_);           // waits for a call under way
+        target_ = nullptr;
+    }
+
+private:
+    static BOOL WINAPI handler(DWORD event) noexcept {
+        // Closing the window, logging off: the default handler ends the process.
+        if (event != CTRL_C_EVENT && event != CTRL_BREAK_EVENT) return FALSE;
+        std::lock_guard lock(mutex_);
+        if (!target_) return TRUE;  // stopping or finished: a second Ctrl+C is ignored
+        try {
+            target_->spawner.spawn(shut_down(*target_));  // from any thread
+        } catch (...) {
+            return FALSE;  // could not stop gracefully: let Windows end the process
+        }
+        target_ = nullptr;
+        return TRUE;  // handled: the process goes on, and stops itself
+    }
+    static inline std::mutex mutex_;
+    static inline Server* target_ = nullptr;  // guarded by mutex_
+};
 #endif
 
 }  // namespace
@@ -216,6 +256,8 @@ int main(int argc, char** argv) {
         server.limit = args.number("--connections", -1);
 #ifndef _WIN32
         SignalThread signals(server);  // joined before the server and executor go
+#else
+        ConsoleCtrlHandler signals(server);  // unregistered before the server and executor go
 #endif
         spawner.spawn(accept_loop(server, *address));
         executor.run();  // until the last connection closes, or stop()

@@ -151,7 +151,17 @@ Task<std::size_t> read_loop(std::shared_ptr<detail::Reactor> reactor,
         }
         int error = 0;
         long n = read_once(source->handle, buffer, error);
-        if (n >= 0) co_return static_cast<std::size_t>(n);
+        if (n >= 0) {
+            // A read that did not fill the buffer emptied the socket: the
+            // next read would only say EAGAIN, so forget the readiness now
+            // and let the next read wait for an event at once (Tokio does
+            // the same). Data that arrives after this read is a new event,
+            // which clear_drained() sees by its tick or which comes later.
+            if (n > 0 && static_cast<std::size_t>(n) < buffer.size()) {
+                reactor->clear_drained(*source, tick);
+            }
+            co_return static_cast<std::size_t>(n);
+        }
         if (interrupted(error)) continue;
         if (!common::would_block(error)) subject.fail(error, source->handle);
         // Would block: forget the readiness we acted on, then wait for the

@@ -47,6 +47,11 @@ Root run_root(Task<> task) { co_await std::move(task); }
 // other workers' queues once before it parks.
 constexpr auto kSpin = std::chrono::microseconds(30);
 
+// How many tasks a worker runs between two looks at the reactor while
+// there is work. Tokio's number (event_interval): looking costs a system
+// call, and a task that waits for I/O waits this long at most.
+constexpr unsigned kPollInterval = 61;
+
 // Tells the CPU we are in a spin loop: it saves power, and a hyperthread
 // sibling gets the core (about 40 to 140 cycles on current x86).
 inline void cpu_relax() noexcept {
@@ -248,7 +253,14 @@ void Scheduler::run() {
 void Scheduler::work(Worker& w) {
     Worker* outer = std::exchange(t_worker, &w);
     TaskHeader* task = next_task(w);
-    while (task) {
+    for (unsigned tick = 1; task; ++tick) {
+        // Now and then, collect the I/O that is ready and the timers that
+        // are due, even while there is work, so that a queue that never
+        // runs dry cannot starve the tasks waiting for I/O. find_work()
+        // does it too, before it spins.
+        if (tick % kPollInterval == 0) {
+            if (Reactor* reactor = polled_reactor()) reactor->poll_ready();
+        }
         TaskHeader* again = run_task(w, *task);
         if (again && exit_.load(std::memory_order_relaxed)) {
             std::lock_guard lock(mutex_);  // run() is over: leave it queued for the next
@@ -330,13 +342,20 @@ TaskHeader* Scheduler::next_task(Worker& w) {
 // The idle path, all in one place: nothing was ready. Spin a little, then
 // park until a wake (or the end of run()) unparks us.
 TaskHeader* Scheduler::find_work(Worker& w) {
+    Reactor* reactor;
     {
         std::lock_guard lock(mutex_);
         if (!w.searching) {
             w.searching = true;  // while we search, wakes leave the parked workers alone
             ++searching_;
         }
+        reactor = reactor_.get();
     }
+    // Collect what the reactor has, on this thread: the tasks it wakes are
+    // queued here, and, as we count as searching, no parked worker is
+    // woken for them. Only if there is nothing does the reactor thread
+    // wait in the poller (chapter 5).
+    if (reactor) reactor->poll_before_sleeping();
     const auto give_up = std::chrono::steady_clock::now() + kSpin;
     for (unsigned i = 1; !exit_.load(std::memory_order_relaxed); ++i) {
         if (queued_.load(std::memory_order_relaxed) > 0) {  // a hint; the lock decides
@@ -438,6 +457,13 @@ void Scheduler::stop() {
     std::lock_guard lock(mutex_);
     stop_ = true;
     finish_locked();  // every worker leaves at its next task boundary
+}
+
+// The reactor, if a task has started it, for a worker to poll. It stays
+// alive while workers run: only destroy_all() lets go of it, after run().
+Reactor* Scheduler::polled_reactor() {
+    std::lock_guard lock(mutex_);
+    return reactor_.get();
 }
 
 std::shared_ptr<Reactor> Scheduler::reactor() {

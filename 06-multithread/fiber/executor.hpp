@@ -104,6 +104,7 @@ public:
     void task_done(Root::Handle root) noexcept;  // unlinks and destroys it
     void destroy_all() noexcept;
     std::shared_ptr<Reactor> reactor();  // started on first use
+    Reactor* polled_reactor();           // for a worker's poll; null until started
     std::size_t workers() const noexcept { return workers_.size(); }
 
 private:

@@ -37,7 +37,9 @@ void ignore_sigpipe() {
 
 // With no timer and no event the reactor may wait for ever, and sources
 // removed meanwhile would pile up in removed_. Every this many, we wake it
-// to free them. Tokio wakes its driver after 16 deregistrations too.
+// to free them. Tokio wakes its driver after 16 deregistrations too. The
+// same when nobody polls: the IOCP poller frees a removed socket's state
+// only when a wait() collects its cancelled requests.
 constexpr std::size_t kNotifyAfterRemovals = 16;
 
 [[noreturn]] void throw_closed(const IoSource& source, unsigned direction) {
@@ -57,54 +59,121 @@ void Reactor::stop() {
         std::lock_guard lock(mutex_);
         stopping_ = true;
     }
-    poller_.notify();
+    poller_.notify();    // if it waits in the poller
+    idle_.notify_all();  // if it waits for the executor
     if (thread_.joinable()) thread_.join();
     std::lock_guard lock(mutex_);
     removed_.clear();  // the thread is gone: no event holds their keys
 }
 
+// The reactor thread. While the executor has work it leaves the poller
+// alone and sleeps, waking for timers only. Once the executor has asked
+// (it found nothing to run, not even by polling), it takes the turn and
+// waits in the poller until an event, a deadline or a notify().
 void Reactor::loop() {
-    std::vector<PollEvent> events(256);
-    std::vector<Waker> wake;
     try {
+        std::unique_lock lock(mutex_);
         for (;;) {
-            int timeout;
-            {
-                std::lock_guard lock(mutex_);
-                if (stopping_) return;
-                timeout = poll_timeout_ms();
-                if (!wake.empty() && (timeout < 0 || timeout > 1)) timeout = 1;  // a retry
-                polling_ = true;
-            }
-            std::size_t n = poller_.wait(events, timeout);
-            {
-                std::lock_guard lock(mutex_);
-                for (std::size_t i = 0; i < n; ++i) dispatch(events[i], wake);
-                fire_timers(Clock::now(), wake);
-                // The batch is dispatched, and the next wait starts after
-                // every removal so far, so it cannot report those keys:
-                // the sources removed while we waited can go.
-                polling_ = false;
-                removed_.clear();
-            }
-            // Wake outside the lock: wake() takes the executor's lock. A
-            // wake that runs out of memory leaves its waker whole: keep it,
-            // and try again after a short wait rather than lose the task.
-            std::size_t kept = 0;
-            for (Waker& w : wake) {
-                try {
-                    std::move(w).wake();
-                } catch (const std::bad_alloc&) {
-                    wake[kept++] = std::move(w);
+            if (stopping_) return;
+            const Clock::time_point now = Clock::now();
+            const bool timer_due = !heap_.empty() && heap_.front()->deadline <= now;
+            const bool retry_due = retry_ && retry_at_ <= now;
+            if (asked_ || collect_ || timer_due || retry_due) {
+                if (polling_) {  // the executor's turn: it ends in a moment
+                    turn_wanted_ = true;
+                    idle_.wait(lock);
+                    continue;
                 }
+                polling_ = true;
+                int timeout = asked_ ? poll_timeout_ms() : 0;
+                if (retry_ && (timeout < 0 || timeout > 1)) timeout = 1;
+                const bool poll = asked_ || std::exchange(collect_, false);
+                lock.unlock();
+                take_turn(poll, timeout);
+                lock.lock();
+                continue;
             }
-            wake.resize(kept);
+            // Nothing to do until the next deadline, or until asked.
+            Clock::time_point until = Clock::time_point::max();
+            if (!heap_.empty()) until = heap_.front()->deadline;
+            if (retry_ && retry_at_ < until) until = retry_at_;
+            if (until == Clock::time_point::max()) {
+                idle_.wait(lock);
+            } else {
+                idle_.wait_until(lock, until);
+            }
         }
     } catch (const std::exception& e) {
         // The poller failed (not EINTR): no task could ever be woken again.
         std::fprintf(stderr, "fiber: the reactor failed: %s\n", e.what());
         std::terminate();
     }
+}
+
+std::size_t Reactor::poll_ready() {
+    {
+        std::lock_guard lock(mutex_);
+        if (stopping_ || polling_) return 0;  // polling_: the reactor thread polls
+        polling_ = true;
+    }
+    // While the executor works, events pile up in the poller, and this one
+    // system call collects them all.
+    return take_turn(true, 0);
+}
+
+void Reactor::poll_before_sleeping() {
+    if (poll_ready() > 0) return;  // tasks to run: no need for the reactor thread
+    {
+        std::lock_guard lock(mutex_);
+        // If the reactor thread has the turn, perhaps for a timer only, it
+        // waits in the poller once it is done, unless it woke a task.
+        asked_ = true;
+    }
+    idle_.notify_one();
+}
+
+// The caller holds the turn (it set polling_). Waits in the poller unless
+// `poll` is false, dispatches, fires due timers, wakes, and gives the turn
+// back. Returns how many tasks it woke.
+std::size_t Reactor::take_turn(bool poll, int timeout_ms) {
+    const std::size_t n = poll ? poller_.wait(events_, timeout_ms) : 0;
+    {
+        std::lock_guard lock(mutex_);
+        for (std::size_t i = 0; i < n; ++i) dispatch(events_[i], wake_);
+        fire_timers(Clock::now(), wake_);
+        // The executor will have work: it asks again once it is done. Not
+        // after the wakes below: by then it may have run that work and
+        // asked again, and that request must stand.
+        if (!wake_.empty()) asked_ = false;
+    }
+    // Wake outside the lock: wake() takes the executor's lock. A wake that
+    // runs out of memory leaves its waker whole: keep it, and try again
+    // after a short wait rather than lose the task.
+    std::size_t woken = 0;
+    std::size_t kept = 0;
+    for (Waker& w : wake_) {
+        try {
+            std::move(w).wake();
+            ++woken;
+        } catch (const std::bad_alloc&) {
+            wake_[kept++] = std::move(w);
+        }
+    }
+    wake_.resize(kept);
+    bool notify;
+    {
+        std::lock_guard lock(mutex_);
+        // The turn's events are dispatched, and the next wait starts after
+        // every removal so far, so it cannot report those keys: the sources
+        // removed meanwhile can go.
+        polling_ = false;
+        removed_.clear();
+        retry_ = kept > 0;
+        if (retry_) retry_at_ = Clock::now() + std::chrono::milliseconds(1);
+        notify = std::exchange(turn_wanted_, false);
+    }
+    if (notify) idle_.notify_one();
+    return woken;
 }
 
 int Reactor::poll_timeout_ms() {
@@ -162,6 +231,7 @@ void Reactor::fire_timers(Clock::time_point now, std::vector<Waker>& wake) {
 
 void Reactor::add_timer(TimerEntry& timer, Waker waker) {
     bool earliest;
+    bool polling;
     {
         std::lock_guard lock(mutex_);
         if (stopping_) throw std::logic_error("fiber: sleep_for after its executor was destroyed");
@@ -173,10 +243,13 @@ void Reactor::add_timer(TimerEntry& timer, Waker waker) {
         timer.sequence = next_sequence_++;
         heap_up(timer.index);
         earliest = timer.index == 0;
+        polling = polling_;
     }
     // The reactor may be waiting with a later deadline as its timeout: a
-    // new earliest timer must cut that wait short.
-    if (earliest) poller_.notify();
+    // new earliest timer must cut that wait short, in the poller or not.
+    if (!earliest) return;
+    if (polling) poller_.notify();
+    idle_.notify_one();
 }
 
 void Reactor::cancel_timer(TimerEntry& timer) noexcept {
@@ -213,7 +286,14 @@ void Reactor::remove_source(const std::shared_ptr<IoSource>& source) noexcept {
             // that it has not dispatched yet: keep the source alive until
             // it has. Never allocates: add_source() made room.
             removed_.push_back(source);
-            if (removed_.size() % kNotifyAfterRemovals == 0) poller_.notify();
+        }
+        if (++removals_ % kNotifyAfterRemovals == 0) {
+            if (polling_) {
+                poller_.notify();
+            } else {
+                collect_ = true;  // a poll that does not block, by the reactor thread
+                idle_.notify_one();
+            }
         }
     }
     // Outside the lock (wake() takes the executor's): the waiters resume,
@@ -272,11 +352,20 @@ void Reactor::cancel_wait(IoSource& source, unsigned direction, std::uint64_t wa
 }
 
 void Reactor::clear_readiness(IoSource& source, unsigned direction, std::uint64_t tick) {
+    clear(source, direction, mask_of(direction), tick);
+}
+
+void Reactor::clear_drained(IoSource& source, std::uint64_t tick) {
+    clear(source, kReadable, kReadable, tick);
+}
+
+void Reactor::clear(IoSource& source, unsigned direction, unsigned bits, std::uint64_t tick) {
     {
         std::lock_guard lock(mutex_);
         if (source.closed) return;                   // nothing to rearm; the next wait fails
         if (source.tick(direction) != tick) return;  // a newer event: try the operation again
-        source.readiness &= ~mask_of(direction);
+        source.readiness &= ~bits;
+        if (source.readiness & mask_of(direction)) return;  // closed: still ready
     }
     poller_.rearm(source.handle, &source, direction);
 }

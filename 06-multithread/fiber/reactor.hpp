@@ -1,9 +1,12 @@
 // The reactor: one background thread that waits on the Poller for I/O
 // readiness and on the nearest timer deadline, and wakes the tasks waiting
 // for either. Tasks never block; the reactor thread never runs a task.
+// It waits in the poller only while its executor has nothing to run: a
+// busy executor polls for itself, without blocking, when it runs dry.
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -103,9 +106,25 @@ public:
     /// unless an event arrived after `tick` was read: that event may have
     /// brought the very data the failed operation missed.
     void clear_readiness(IoSource& source, unsigned direction, std::uint64_t tick);
+    /// A read did not fill its buffer: the handle had no more data, so the
+    /// next read would block, and may as well wait at once. Clears the
+    /// readable bit as clear_readiness() does, but not the read-closed bit:
+    /// end of stream may be what comes next.
+    void clear_drained(IoSource& source, std::uint64_t tick);
+
+    /// Polls without blocking, on the calling thread, and wakes what is
+    /// ready; returns how many tasks it woke. Does nothing while another
+    /// thread polls. The executor calls it every so often while it works.
+    std::size_t poll_ready();
+    /// Called by the executor when it has nothing to run, before it sleeps:
+    /// poll_ready(), and if that woke nothing, asks the reactor thread to
+    /// wait in the poller until something happens. Returns at once.
+    void poll_before_sleeping();
 
 private:
     void loop();
+    std::size_t take_turn(bool poll, int timeout_ms);  // the caller holds the turn
+    void clear(IoSource& source, unsigned direction, unsigned bits, std::uint64_t tick);
     int poll_timeout_ms();  // caller holds mutex_
     void dispatch(const PollEvent& event, std::vector<Waker>& wake);
     void fire_timers(Clock::time_point now, std::vector<Waker>& wake);
@@ -120,8 +139,8 @@ private:
 
     Poller poller_;
     // One lock for the reactor's state: the timer heap, every source's
-    // readiness and waker slots, and the list of removed sources. The
-    // reactor thread never holds it while it waits in the poller, and
+    // readiness and waker slots, and the list of removed sources. No
+    // thread holds it while it waits in the poller, and
     // nobody wakes a Waker while holding it. Dropping a Waker under it is
     // allowed: that takes the executor's lock, and the order is always this
     // lock first, the executor's second (the executor never calls into the
@@ -129,12 +148,29 @@ private:
     std::mutex mutex_;
     std::vector<TimerEntry*> heap_;  // a binary min-heap on (deadline, sequence)
     std::uint64_t next_sequence_ = 0;
-    // True from just before the reactor thread waits in the poller until it
-    // has dispatched what the wait returned. Events hold raw IoSource
-    // pointers (the poller's keys), so a source removed meanwhile must stay
-    // alive until then: it waits in `removed_`.
+    // The turn: one thread at a time polls, the reactor thread or the
+    // executor (poll_ready). True from just before its wait in the poller
+    // until it has woken what the wait returned; the holder alone uses
+    // events_ and wake_. Events hold raw IoSource pointers (the poller's
+    // keys), so a source removed meanwhile must stay alive until then: it
+    // waits in `removed_`.
     bool polling_ = false;
+    std::vector<PollEvent> events_ = std::vector<PollEvent>(256);
+    std::vector<Waker> wake_;  // dispatched, to wake outside the lock
     std::vector<std::shared_ptr<IoSource>> removed_;
+    std::size_t removals_ = 0;  // every kNotifyAfterRemovals, someone polls
+    // The executor found nothing to run: the reactor thread may block in
+    // the poller. Until then it sleeps on `idle_`, waking for timers only,
+    // and leaves the poller to the executor. A thread blocked in the poller
+    // while the executor works would be woken by every single event.
+    // Cleared by any turn that has tasks to wake: the executor will run
+    // them, and ask again when it is done.
+    bool asked_ = false;
+    bool collect_ = false;          // poll once without blocking: see remove_source()
+    bool turn_wanted_ = false;      // the reactor thread waits for the turn
+    bool retry_ = false;            // wake_ holds wakes that ran out of memory:
+    Clock::time_point retry_at_{};  // try them again then
+    std::condition_variable idle_;
     // Sources registered and not removed. removed_ always has room for all
     // of them, so that remove_source(), which runs in destructors, never
     // allocates: add_source() reserves it.

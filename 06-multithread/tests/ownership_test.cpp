@@ -19,6 +19,7 @@
 #include "common/testing/live_counter.hpp"
 #include "fiber/async_fd.hpp"
 #include "fiber/block_on.hpp"
+#include "fiber/reactor.hpp"
 #include "fiber/sleep.hpp"
 #include "fiber/yield.hpp"
 #include "park.hpp"
@@ -238,6 +239,10 @@ TEST(Ownership, AFiredWaitThatHasNotRunYetLeavesTheNextWaiterRegistered) {
                 ADD_FAILURE() << "the reactor never fired";
                 co_return;
             }
+            // Fire A's waker from here: the reactor's thread polls only
+            // when a worker is idle, and this one is busy. A is queued,
+            // and does not run while we hold the worker.
+            fiber::detail::current_reactor()->poll_ready();
             std::this_thread::sleep_for(1ms);  // not sleep_for(): A must not run yet
         }
         EXPECT_FALSE(a_woken);                    // fired, queued, not run
