@@ -3,6 +3,7 @@
 // and check that I/O and timers are still served.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <optional>
@@ -33,8 +34,9 @@ void write_one_byte(fiber::common::native_handle h) {
 
 // Yields until `done`, or until it has yielded `limit` times: the count,
 // or nullopt if it gave up. A yield puts the task at the back of the
-// queue at once, so while it spins the queue is never empty.
-fiber::Task<std::optional<long>> spin_until(const bool& done, long limit) {
+// queue at once, so while it spins the queue is never empty. `done` is
+// atomic: with several workers, the task that sets it runs on another.
+fiber::Task<std::optional<long>> spin_until(const std::atomic<bool>& done, long limit) {
     for (long yields = 0; yields < limit; ++yields) {
         if (done) co_return yields;
         co_await fiber::yield_now();
@@ -44,15 +46,15 @@ fiber::Task<std::optional<long>> spin_until(const bool& done, long limit) {
 
 TEST(ExecutorPoll, AQueueThatNeverRunsDryStillServesIo) {
     auto [reader, writer] = fiber::common::make_pipe();
-    bool done = false;
+    std::atomic<bool> done = false;
     std::optional<long> yields;
-    auto read_one = [](fiber::common::native_handle r, bool& done) -> fiber::Task<> {
+    auto read_one = [](fiber::common::native_handle r, std::atomic<bool>& done) -> fiber::Task<> {
         fiber::AsyncFd in(r);
         std::byte buffer[8];
         co_await in.read(buffer);  // waits: nothing written yet
         done = true;
     };
-    auto spin = [](fiber::common::native_handle w, const bool& done,
+    auto spin = [](fiber::common::native_handle w, const std::atomic<bool>& done,
                    std::optional<long>& yields) -> fiber::Task<> {
         write_one_byte(w);  // the reader waits by now: it ran first
         yields = co_await spin_until(done, 1'000'000);
@@ -69,13 +71,13 @@ TEST(ExecutorPoll, AQueueThatNeverRunsDryStillServesIo) {
 }
 
 TEST(ExecutorPoll, ATimerFiresWhileTheQueueNeverRunsDry) {
-    bool done = false;
+    std::atomic<bool> done = false;
     std::optional<long> yields;
-    auto sleeper = [](bool& done) -> fiber::Task<> {
+    auto sleeper = [](std::atomic<bool>& done) -> fiber::Task<> {
         co_await fiber::sleep_for(1ms);
         done = true;
     };
-    auto spin = [](const bool& done, std::optional<long>& yields) -> fiber::Task<> {
+    auto spin = [](const std::atomic<bool>& done, std::optional<long>& yields) -> fiber::Task<> {
         // Long enough for a millisecond on a loaded machine: the limit
         // is for a hang, not a measure of speed.
         yields = co_await spin_until(done, 100'000'000);
