@@ -80,7 +80,9 @@ TEST(Executor, YieldInterleavesTwoTasks) {
 
 TEST(Executor, TaskSpawnedFromATaskRuns) {
     std::vector<std::string> log;
-    auto [executor, spawner] = fiber::new_executor_and_spawner();
+    // One worker: on several, the child may run while its parent still
+    // writes to the same log.
+    auto [executor, spawner] = fiber::new_executor_and_spawner(1);
     auto outer = [](fiber::Spawner s, std::vector<std::string>& log) -> fiber::Task<> {
         s.spawn(record(log, "inner"));
         log.push_back("outer");
