@@ -427,7 +427,7 @@ void Waker::wake() && {
     // its last Waker, and no Executor is left), and the task may already run
     // on another worker, where it may move or destroy this very Waker.
     try {
-        scheduler->wake(*task);  // never allocates: the ready queue is intrusive
+        scheduler->wake(*task);  // never allocates: the queues are intrusive or fixed rings
     } catch (...) {              // a second Waker for one suspension: nothing changed
         scheduler_ = scheduler;
         task_ = task;
