@@ -216,7 +216,10 @@ void Scheduler::run() {
         exit_.store(false, std::memory_order_relaxed);
         running_ = true;
         // Nobody searches; every worker but this one is asleep (not started).
+        // A worker started at the very end of the last run() may have left
+        // its flag set: no thread runs now, so we clear them all.
         idle_state_.store(static_cast<std::uint32_t>(workers_.size() - 1) * kOneAsleep);
+        for (const auto& w : workers_) w->searching = false;
         // The calling thread is worker 0. The others start when there is
         // work for them (see notify_locked()): block_on of one task starts
         // no thread at all. Tasks spawned before run() woke nobody.

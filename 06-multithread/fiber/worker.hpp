@@ -20,7 +20,9 @@ struct Worker {
     // The task the running task woke last: it runs next, while what the
     // two share is still in this core's cache (a message and its reply).
     // Not stealable: this worker always empties it before it looks for
-    // other work or parks, so no task can be stranded here.
+    // other work or parks, so no task can be stranded here. The price, as
+    // in Tokio: if the running task blocks its thread (it should not), the
+    // task in the slot waits with it.
     TaskHeader* lifo = nullptr;
     unsigned lifo_runs = 0;         // tasks run from `lifo` in a row
     unsigned tick = 0;              // tasks run, for the periodic looks (reactor, injection)
