@@ -171,11 +171,20 @@ void Scheduler::wake(TaskHeader& task) {
     if (last) delete this;
 }
 
-void Scheduler::waker_created() { ++t_worker->unsettled; }  // only run on a worker
+void Scheduler::waker_created() {
+    // Counted in refs_ at once, not in the worker's unsettled balance: the
+    // Waker may be dropped on another thread before this worker settles,
+    // and that thread takes its unit out of refs_ at once. Had we deferred
+    // the +1, refs_ could read 1 while this task still runs, and run()
+    // would return under it. Deferring a -1 is safe (refs_ only reads too
+    // high for a while); deferring a +1 is not. relaxed: a count; the
+    // decrement that could reach 1 or 0 is ordered by settle() and mutex_.
+    refs_.fetch_add(1, std::memory_order_relaxed);
+}
 
 void Scheduler::waker_dropped() {
     if (t_worker && t_worker->scheduler == this) {
-        --t_worker->unsettled;  // settled when the running task suspends
+        --t_worker->unsettled;  // settled when the running task suspends (deferring a -1 is safe)
         return;
     }
     bool last;
@@ -400,6 +409,23 @@ std::shared_ptr<Reactor> current_reactor() {
         throw std::logic_error("fiber: timers and I/O need a task run by Executor::run()");
     }
     return t_worker->scheduler->reactor();
+}
+
+void yield_current(std::coroutine_handle<> h) {
+    Worker* w = t_worker;
+    if (!w || !w->current) {
+        throw std::logic_error("fiber: a task can only suspend while Executor::run() runs it");
+    }
+    // The running task asks to run again after the others: kNotified, as
+    // if it had woken itself, but with no Waker to count. No other thread
+    // can reach the task now (a suspension hands out at most one Waker,
+    // and this one hands out none), so a plain store does. run_task()
+    // takes the running unit away and queues the task again; the +1 here
+    // is the queued task's unit. It is settled in the same step, so no
+    // other thread can see refs_ without it.
+    w->current->resume_at = h;
+    w->current->state.store(TaskState::kNotified, std::memory_order_relaxed);
+    ++w->unsettled;
 }
 
 }  // namespace detail

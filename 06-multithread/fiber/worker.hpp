@@ -33,9 +33,12 @@ struct Worker {
     // thread, or by the thread that unparks or starts this worker (under
     // the mutex, before the Parker or the thread start hands it over).
     bool searching = false;
-    // Wakers minted here minus Wakers used or dropped here, not yet added
-    // to refs_. A yield mints a Waker and uses it at once: +1 - 1, and
-    // refs_, a cache line every worker shares, is not touched at all.
+    // Changes to refs_ this worker has put off, added at the end of each
+    // step of a task (settle()): the running unit of a task that suspends
+    // or ends (-1), Wakers dropped here (-1), a yield's re-queued task (+1,
+    // settled in the same step). A yield then leaves refs_, a cache line
+    // every worker shares, untouched. Only a -1 may wait longer than its
+    // step: see waker_created().
     std::int64_t unsettled = 0;
 };
 
