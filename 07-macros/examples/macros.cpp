@@ -38,14 +38,15 @@ FIBER_MAIN {
     auto [a, b] = co_await fiber::join(after(20ms, 1), after(10ms, 2));
     const auto took = std::chrono::steady_clock::now() - t0;
     std::printf("join: %d + %d = %d\n", a, b, a + b);
-    std::printf("join: took %lld ms\n",
-                static_cast<long long>(
-                    std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
+    std::printf(
+        "join: took %ld ms\n",
+        static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
 
     // select: the first to finish wins; the loser is cancelled and has
     // unwound before select returns.
     auto first = co_await fiber::select(slow("select loser"), after(10ms, 7));
-    std::printf("select: branch %zu won with %d\n", first.index(), std::get<1>(first));
+    std::printf("select: branch %u won with %d\n", static_cast<unsigned>(first.index()),
+                std::get<1>(first));
 
     // timeout: a select between the task and a sleep.
     try {

@@ -4,7 +4,7 @@
 // runs on two workers at once; an idle worker spins briefly, then parks.
 // Each executor owns a reactor, started the first time a task sleeps or
 // does I/O. Each task also carries a stop token, which the awaiters it
-// suspends in watch (fiber/cancel.hpp); fiber/spawn.hpp builds on both.
+// suspends in watch (fiber/cancel.hpp); fiber/join_handle.hpp builds on both.
 #pragma once
 
 #include <atomic>

@@ -3,8 +3,10 @@
 // outcome is the process's exit status and what it wrote to stderr.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "fiber/join_handle.hpp"
 #include "fiber/main.hpp"
