@@ -1,9 +1,10 @@
-// The executor: a pool of workers around one FIFO of ready tasks. A task's
-// state word keeps it on one worker at a time; idle workers spin, then park.
+// The executor's bookkeeping: spawning, waking, the count that tells run()
+// when it is over, the injection queue, and shutdown. A task's state word
+// keeps it on one worker at a time. The worker loop is in worker.cpp.
 #include "fiber/executor.hpp"
 
-#include "fiber/parker.hpp"
 #include "fiber/reactor.hpp"
+#include "fiber/worker.hpp"
 
 #include <cassert>
 #include <chrono>
@@ -11,6 +12,7 @@
 #include <cstdlib>
 #include <exception>
 #include <stdexcept>
+#include <string_view>
 #include <system_error>
 #include <thread>
 
@@ -18,49 +20,9 @@ namespace fiber {
 
 namespace detail {
 
-// One worker thread's own state. Only its thread touches the plain fields,
-// except `searching`, which is guarded by the Scheduler's mutex.
-struct Worker {
-    Scheduler* scheduler = nullptr;
-    Parker parker;
-    TaskHeader* current = nullptr;  // the task being resumed, for current_waker()
-    bool finished = false;          // the current task ran to its end
-    bool searching = false;         // counted in searching_ (under the mutex)
-    // Wakers minted here minus Wakers used or dropped here, not yet added
-    // to refs_. A yield mints a Waker and uses it at once: +1 - 1, and
-    // refs_, a cache line every worker shares, is not touched at all.
-    std::int64_t unsettled = 0;
-};
-
 namespace {
 
-// The worker whose loop is on this thread's stack (nested block_on: the
-// innermost one). Its scheduler is the one current_waker() and timers use.
-thread_local Worker* t_worker = nullptr;
-
 Root run_root(Task<> task) { co_await std::move(task); }
-
-// How long an idle worker looks for work before it parks. Parking and
-// unparking costs two system calls and a few microseconds of latency; a
-// task woken within this window is picked up without them. Go's scheduler
-// spins in the same range; Tokio does not spin at all but searches the
-// other workers' queues once before it parks.
-constexpr auto kSpin = std::chrono::microseconds(30);
-
-// How many tasks a worker runs between two looks at the reactor while
-// there is work. Tokio's number (event_interval): looking costs a system
-// call, and a task that waits for I/O waits this long at most.
-constexpr unsigned kPollInterval = 61;
-
-// Tells the CPU we are in a spin loop: it saves power, and a hyperthread
-// sibling gets the core (about 40 to 140 cycles on current x86).
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    asm volatile("yield");
-#endif
-}
 
 std::size_t default_workers() {
     if (const char* env = std::getenv("FIBER_WORKERS")) {
@@ -70,6 +32,13 @@ std::size_t default_workers() {
     // Asked once: glibc reads /sys for it, a few microseconds each time.
     static const unsigned hardware = std::thread::hardware_concurrency();
     return hardware > 0 ? hardware : 1;
+}
+
+// FIBER_QUEUE=shared: every executor uses the shared queue, so that the
+// tests and benchmarks can run both designs without being rebuilt.
+bool shared_queue_from_env() {
+    const char* env = std::getenv("FIBER_QUEUE");
+    return env && std::string_view(env) == "shared";
 }
 
 }  // namespace
@@ -88,7 +57,7 @@ void Root::promise_type::unhandled_exception() noexcept {
     }
 }
 
-Scheduler::Scheduler(std::size_t workers) {
+Scheduler::Scheduler(std::size_t workers, bool shared_queue) : shared_queue_(shared_queue) {
     if (workers == 0) workers = default_workers();
     for (std::size_t i = 0; i < workers; ++i) {
         workers_.push_back(std::make_unique<Worker>());
@@ -118,7 +87,15 @@ void Scheduler::spawn(Task<> task, std::stop_token stop_token) {
     if (roots_) roots_->prev = &p;
     roots_ = &p;
     refs_.fetch_add(1);  // the task's unit, while it is queued or running
-    push_locked(p);      // an intrusive list: nothing here can throw
+    if (!shared_queue_ && t_worker && t_worker->scheduler == this) {
+        // Spawned by a task on one of our workers: into that worker's
+        // queue, behind what is there (spawn order stays run order on one
+        // worker). Not the LIFO slot: a new task is not a reply.
+        lock.unlock();
+        push_local(*t_worker, p);
+        return;
+    }
+    push_locked(p);  // an intrusive list: nothing here can throw
 }
 
 // The one place a task leaves kIdle or kRunning on a wake. At most one
@@ -129,7 +106,8 @@ bool Scheduler::make_ready(TaskHeader& task) {
     for (;;) {
         if (s == TaskState::kIdle) {
             // acquire: the worker that made it idle released the frame's
-            // writes; we pass them on to whoever pops it (through mutex_).
+            // writes; we pass them on to whoever pops it (through mutex_ or
+            // a local queue's release and acquire).
             if (task.state.compare_exchange_weak(s, TaskState::kScheduled,
                                                  std::memory_order_acquire)) {
                 return true;
@@ -153,12 +131,28 @@ bool Scheduler::make_ready(TaskHeader& task) {
 void Scheduler::wake(TaskHeader& task) {
     // The Waker's unit in refs_ passes to the task (queued, or notified and
     // queued by its worker), so a wake never changes refs_ while we run.
-    if (t_worker && t_worker->scheduler == this) {
+    if (Worker* w = t_worker; w && w->scheduler == this) {
         // On one of our own workers, so run() runs: the Executor lives and
         // cannot be closed under us. No lock unless the task must be queued.
+        if (w->current == &task) {
+            // The running task woke itself: a yield. No other thread can
+            // change its state now (only its one Waker could, and that is
+            // this one), so a plain store does what make_ready() would.
+            if (task.state.load(std::memory_order_relaxed) != TaskState::kRunning) {
+                throw std::logic_error("fiber::Waker::wake: the task is already awake");
+            }
+            task.state.store(TaskState::kNotified, std::memory_order_relaxed);
+            return;
+        }
         if (make_ready(task)) {
-            std::lock_guard lock(mutex_);
-            push_locked(task);
+            if (shared_queue_) {
+                std::lock_guard lock(mutex_);
+                push_locked(task);
+            } else {
+                // Woken by the running task: the LIFO slot, it runs next.
+                // Woken by this worker's poll of the reactor: the queue.
+                schedule_local(*w, task, w->current != nullptr);
+            }
         }
         return;
     }
@@ -178,11 +172,20 @@ void Scheduler::wake(TaskHeader& task) {
     if (last) delete this;
 }
 
-void Scheduler::waker_created() { ++t_worker->unsettled; }  // only run on a worker
+void Scheduler::waker_created() {
+    // Counted in refs_ at once, not in the worker's unsettled balance: the
+    // Waker may be dropped on another thread before this worker settles,
+    // and that thread takes its unit out of refs_ at once. Had we deferred
+    // the +1, refs_ could read 1 while this task still runs, and run()
+    // would return under it. Deferring a -1 is safe (refs_ only reads too
+    // high for a while); deferring a +1 is not. relaxed: a count; the
+    // decrement that could reach 1 or 0 is ordered by settle() and mutex_.
+    refs_.fetch_add(1, std::memory_order_relaxed);
+}
 
 void Scheduler::waker_dropped() {
     if (t_worker && t_worker->scheduler == this) {
-        --t_worker->unsettled;  // settled when the running task suspends
+        --t_worker->unsettled;  // settled when the running task suspends (deferring a -1 is safe)
         return;
     }
     bool last;
@@ -222,6 +225,11 @@ void Scheduler::run() {
         if (refs_.load() == 1) return;  // nothing queued, and no waker left to change that
         exit_.store(false, std::memory_order_relaxed);
         running_ = true;
+        // Nobody searches; every worker but this one is asleep (not started).
+        // A worker started at the very end of the last run() may have left
+        // its flag set: no thread runs now, so we clear them all.
+        idle_state_.store(static_cast<std::uint32_t>(workers_.size() - 1) * kOneAsleep);
+        for (const auto& w : workers_) w->searching = false;
         // The calling thread is worker 0. The others start when there is
         // work for them (see notify_locked()): block_on of one task starts
         // no thread at all. Tasks spawned before run() woke nobody.
@@ -251,64 +259,6 @@ void Scheduler::run() {
     work(*workers_[0]);
 }
 
-void Scheduler::work(Worker& w) {
-    Worker* outer = std::exchange(t_worker, &w);
-    TaskHeader* task = next_task(w);
-    for (unsigned tick = 1; task; ++tick) {
-        // Now and then, collect the I/O that is ready and the timers that
-        // are due, even while there is work, so that a queue that never
-        // runs dry cannot starve the tasks waiting for I/O. find_work()
-        // does it too, before it spins.
-        if (tick % kPollInterval == 0) {
-            if (Reactor* reactor = polled_reactor()) reactor->poll_ready();
-        }
-        TaskHeader* again = run_task(w, *task);
-        if (again && exit_.load(std::memory_order_relaxed)) {
-            std::lock_guard lock(mutex_);  // run() is over: leave it queued for the next
-            push_locked(*again, false);
-            again = nullptr;
-        }
-        task = again ? again : next_task(w);
-    }
-    t_worker = outer;
-}
-
-TaskHeader* Scheduler::run_task(Worker& w, TaskHeader& task) {
-    // We popped it: it is ours until we store kIdle or queue it again.
-    assert(task.state.load(std::memory_order_relaxed) == TaskState::kScheduled);
-    task.state.store(TaskState::kRunning, std::memory_order_relaxed);
-    w.current = &task;
-    w.finished = false;
-    task.resume_at.resume();  // runs until the task suspends or finishes
-    w.current = nullptr;
-    --w.unsettled;  // the task's running unit
-    if (w.finished) {
-        settle(w);  // the frame is gone: task_done() destroyed it
-        return nullptr;
-    }
-    TaskState s = TaskState::kRunning;
-    // release on success: the frame's writes reach whoever wakes it next.
-    // From that instant another worker may run it: we must not touch it.
-    // acquire on failure: we see what the waker wrote before it woke us.
-    if (!task.state.compare_exchange_strong(s, TaskState::kIdle, std::memory_order_release,
-                                            std::memory_order_acquire)) {
-        // kNotified: woken while it ran (a yield, or a fast reactor). Its
-        // Waker's unit becomes the queued task's.
-        task.state.store(TaskState::kScheduled, std::memory_order_relaxed);
-        settle(w);
-        // Nothing else is queued (a hint: a task queued just now waits one
-        // turn, and its waker unparked a worker for it): run it again at
-        // once, with no lock and no worker woken. A yield on one worker
-        // then costs two atomic operations on its own task.
-        if (queued_.load(std::memory_order_relaxed) == 0) return &task;
-        std::lock_guard lock(mutex_);
-        push_locked(task);
-        return nullptr;
-    }
-    settle(w);
-    return nullptr;
-}
-
 void Scheduler::settle(Worker& w) {
     if (w.unsettled == 0) return;
     const std::int64_t delta = std::exchange(w.unsettled, 0);
@@ -331,66 +281,6 @@ void Scheduler::task_done(Root::Handle root) noexcept {
     root.destroy();             // the task is done; nothing else refers to this frame
 }
 
-TaskHeader* Scheduler::next_task(Worker& w) {
-    if (exit_.load(std::memory_order_relaxed)) return nullptr;
-    {
-        std::lock_guard lock(mutex_);
-        if (TaskHeader* task = pop_locked(w)) return task;
-    }
-    return find_work(w);
-}
-
-// The idle path, all in one place: nothing was ready. Spin a little, then
-// park until a wake (or the end of run()) unparks us.
-TaskHeader* Scheduler::find_work(Worker& w) {
-    Reactor* reactor;
-    {
-        std::lock_guard lock(mutex_);
-        if (!w.searching) {
-            w.searching = true;  // while we search, wakes leave the parked workers alone
-            ++searching_;
-        }
-        reactor = reactor_.get();
-    }
-    // Collect what the reactor has, on this thread: the tasks it wakes are
-    // queued here, and, as we count as searching, no parked worker is
-    // woken for them. Only if there is nothing does the reactor thread
-    // wait in the poller (chapter 5).
-    if (reactor) reactor->poll_before_sleeping();
-    const auto give_up = std::chrono::steady_clock::now() + kSpin;
-    for (unsigned i = 1; !exit_.load(std::memory_order_relaxed); ++i) {
-        if (queued_.load(std::memory_order_relaxed) > 0) {  // a hint; the lock decides
-            std::lock_guard lock(mutex_);
-            if (TaskHeader* task = pop_locked(w)) return task;
-        }
-        cpu_relax();
-        if (i % 64 == 0 && std::chrono::steady_clock::now() > give_up) break;
-    }
-    std::unique_lock lock(mutex_);
-    for (;;) {
-        // The tempting version checks the queue, unlocks, then parks, and
-        // loses a wake that queues a task in between. Here we register as
-        // idle under the mutex that every push holds; a push after our
-        // unlock finds us in idle_ and unparks us, and the Parker keeps that
-        // token even if it comes before park() does.
-        if (exit_.load(std::memory_order_relaxed)) break;
-        if (TaskHeader* task = pop_locked(w)) return task;
-        if (w.searching) {
-            w.searching = false;
-            --searching_;
-        }
-        idle_.push_back(&w);  // reserved: cannot throw
-        lock.unlock();
-        w.parker.park();
-        lock.lock();  // unparked by a push (which counted us as searching) or by the end
-    }
-    if (w.searching) {
-        w.searching = false;
-        --searching_;
-    }
-    return nullptr;
-}
-
 void Scheduler::push_locked(TaskHeader& task, bool notify) {
     task.next_ready = nullptr;
     if (tail_) {
@@ -409,12 +299,13 @@ TaskHeader* Scheduler::pop_locked(Worker& w) {
     head_ = task->next_ready;
     if (!head_) tail_ = nullptr;
     queued_.store(queued_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
-    if (w.searching) {
+    if (w.searching && shared_queue_) {
         // Found work: no longer searching. Wakes skipped unparking anyone
         // while we searched; if we were the last searcher and more work is
-        // queued, hand the search on to a parked worker.
+        // queued, hand the search on to a parked worker. (With local
+        // queues, work() does it, after the unlock: see stop_searching().)
         w.searching = false;
-        --searching_;
+        idle_state_.fetch_sub(kOneSearching);
         if (head_) notify_locked();
     }
     return task;
@@ -424,7 +315,10 @@ void Scheduler::notify_locked() {
     // At most one worker per wake, and none while one is searching already:
     // it will find this task, and ten wakes in a row must not unpark ten
     // workers that all find nothing (a thundering herd).
-    if (searching_ > 0) return;
+    // The fence orders our push (the queue, or queued_) before this load,
+    // as the parking protocol needs: see find_work() in worker.cpp.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (idle_state_.load(std::memory_order_relaxed) % kOneAsleep > 0) return;
     if (idle_.empty()) {
         // Every started worker is busy: start the next one, if any is left.
         // It starts as a searcher, so the next wake leaves it be.
@@ -438,13 +332,13 @@ void Scheduler::notify_locked() {
         }
         ++started_;
         w->searching = true;
-        ++searching_;
+        idle_state_.fetch_add(kOneSearching - kOneAsleep);  // one asleep fewer, one searcher more
         return;
     }
     Worker* w = idle_.back();
     idle_.pop_back();
     w->searching = true;  // counted now, so the next wake leaves the others asleep
-    ++searching_;
+    idle_state_.fetch_add(kOneSearching - kOneAsleep);
     w->parker.unpark();
 }
 
@@ -524,6 +418,23 @@ std::shared_ptr<Reactor> current_reactor() {
     return t_worker->scheduler->reactor();
 }
 
+void yield_current(std::coroutine_handle<> h) {
+    Worker* w = t_worker;
+    if (!w || !w->current) {
+        throw std::logic_error("fiber: a task can only suspend while Executor::run() runs it");
+    }
+    // The running task asks to run again after the others: kNotified, as
+    // if it had woken itself, but with no Waker to count. No other thread
+    // can reach the task now (a suspension hands out at most one Waker,
+    // and this one hands out none), so a plain store does. run_task()
+    // takes the running unit away and queues the task again; the +1 here
+    // is the queued task's unit. It is settled in the same step, so no
+    // other thread can see refs_ without it.
+    w->current->resume_at = h;
+    w->current->state.store(TaskState::kNotified, std::memory_order_relaxed);
+    ++w->unsettled;
+}
+
 }  // namespace detail
 
 Waker::Waker(detail::Scheduler& scheduler, detail::TaskHeader& task)
@@ -552,7 +463,7 @@ void Waker::wake() && {
     // its last Waker, and no Executor is left), and the task may already run
     // on another worker, where it may move or destroy this very Waker.
     try {
-        scheduler->wake(*task);  // never allocates: the ready queue is intrusive
+        scheduler->wake(*task);  // never allocates: the queues are intrusive or fixed rings
     } catch (...) {              // a second Waker for one suspension: nothing changed
         scheduler_ = scheduler;
         task_ = task;
@@ -569,10 +480,11 @@ Waker current_waker(std::coroutine_handle<> h) {
     return Waker(*w->scheduler, *w->current);
 }
 
-std::pair<Executor, Spawner> new_executor_and_spawner(std::size_t workers) {
+std::pair<Executor, Spawner> new_executor_and_spawner(ExecutorOptions options) {
+    const bool shared = options.shared_queue || detail::shared_queue_from_env();
     // When the last Executor or Spawner copy goes, the deleter does not
     // delete: it tells the Scheduler, which may still have Wakers out.
-    std::shared_ptr<detail::Scheduler> scheduler(new detail::Scheduler(workers),
+    std::shared_ptr<detail::Scheduler> scheduler(new detail::Scheduler(options.workers, shared),
                                                  [](detail::Scheduler* s) { s->owners_gone(); });
     return {Executor(scheduler), Spawner(scheduler)};
 }

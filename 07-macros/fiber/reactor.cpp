@@ -77,16 +77,14 @@ void Reactor::loop() {
             if (stopping_) return;
             const Clock::time_point now = Clock::now();
             const bool timer_due = !heap_.empty() && heap_.front()->deadline <= now;
-            const bool retry_due = retry_ && retry_at_ <= now;
-            if (asked_ || collect_ || timer_due || retry_due) {
+            if (asked_ || collect_ || timer_due) {
                 if (polling_) {  // the executor's turn: it ends in a moment
                     turn_wanted_ = true;
                     idle_.wait(lock);
                     continue;
                 }
                 polling_ = true;
-                int timeout = asked_ ? poll_timeout_ms() : 0;
-                if (retry_ && (timeout < 0 || timeout > 1)) timeout = 1;
+                const int timeout = asked_ ? poll_timeout_ms() : 0;
                 const bool poll = asked_ || std::exchange(collect_, false);
                 lock.unlock();
                 take_turn(poll, timeout);
@@ -96,7 +94,6 @@ void Reactor::loop() {
             // Nothing to do until the next deadline, or until asked.
             Clock::time_point until = Clock::time_point::max();
             if (!heap_.empty()) until = heap_.front()->deadline;
-            if (retry_ && retry_at_ < until) until = retry_at_;
             if (until == Clock::time_point::max()) {
                 idle_.wait(lock);
             } else {
@@ -146,20 +143,12 @@ std::size_t Reactor::take_turn(bool poll, int timeout_ms) {
         // asked again, and that request must stand.
         if (!wake_.empty()) asked_ = false;
     }
-    // Wake outside the lock: wake() takes the executor's lock. A wake that
-    // runs out of memory leaves its waker whole: keep it, and try again
-    // after a short wait rather than lose the task.
-    std::size_t woken = 0;
-    std::size_t kept = 0;
-    for (Waker& w : wake_) {
-        try {
-            std::move(w).wake();
-            ++woken;
-        } catch (const std::bad_alloc&) {
-            wake_[kept++] = std::move(w);
-        }
-    }
-    wake_.resize(kept);
+    // Wake outside the lock: wake() may take the executor's lock. A wake
+    // never allocates here (the ready queues link the tasks themselves), so
+    // none can fail and none needs to be kept for later.
+    const std::size_t woken = wake_.size();
+    for (Waker& w : wake_) std::move(w).wake();
+    wake_.clear();
     bool notify;
     {
         std::lock_guard lock(mutex_);
@@ -168,8 +157,6 @@ std::size_t Reactor::take_turn(bool poll, int timeout_ms) {
         // removed meanwhile can go.
         polling_ = false;
         removed_.clear();
-        retry_ = kept > 0;
-        if (retry_) retry_at_ = Clock::now() + std::chrono::milliseconds(1);
         notify = std::exchange(turn_wanted_, false);
     }
     if (notify) idle_.notify_one();
@@ -264,17 +251,6 @@ void Reactor::cancel_timer(TimerEntry& timer) noexcept {
     timer.waker = Waker();
 }
 
-// Wakes a waker taken by an interrupt. Outside our lock (wake() takes the
-// executor's). A wake never allocates; should one throw all the same, the
-// task stays asleep until its executor goes, as in remove_source().
-static void wake_taken(Waker& waker) noexcept {
-    if (!waker) return;
-    try {
-        std::move(waker).wake();
-    } catch (...) {
-    }
-}
-
 void Reactor::interrupt_timer(TimerEntry& timer) noexcept {
     Waker waker;
     {
@@ -288,7 +264,8 @@ void Reactor::interrupt_timer(TimerEntry& timer) noexcept {
             waker = std::move(timer.waker);
         }
     }
-    wake_taken(waker);
+    // Outside the lock (wake() may take the executor's); a wake never fails.
+    if (waker) std::move(waker).wake();
 }
 
 std::shared_ptr<IoSource> Reactor::add_source(common::native_handle handle) {
@@ -327,15 +304,10 @@ void Reactor::remove_source(const std::shared_ptr<IoSource>& source) noexcept {
             }
         }
     }
-    // Outside the lock (wake() takes the executor's): the waiters resume,
-    // find the source closed and fail. Should a wake run out of memory, the
-    // waker is dropped instead; its task waits until its executor goes.
+    // Outside the lock (wake() may take the executor's): the waiters
+    // resume, find the source closed and fail.
     for (Waker* w : {&reader, &writer}) {
-        if (!*w) continue;
-        try {
-            std::move(*w).wake();
-        } catch (...) {
-        }
+        if (*w) std::move(*w).wake();
     }
 }
 
@@ -399,7 +371,7 @@ void Reactor::interrupt_wait(IoSource& source, unsigned direction, const std::ui
             waker = std::move(direction == kReadable ? source.reader : source.writer);
         }
     }
-    wake_taken(waker);
+    if (waker) std::move(waker).wake();  // outside the lock, as above
 }
 
 void Reactor::clear_readiness(IoSource& source, unsigned direction, std::uint64_t tick) {

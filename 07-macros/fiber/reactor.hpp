@@ -182,10 +182,8 @@ private:
     // Cleared by any turn that has tasks to wake: the executor will run
     // them, and ask again when it is done.
     bool asked_ = false;
-    bool collect_ = false;          // poll once without blocking: see remove_source()
-    bool turn_wanted_ = false;      // the reactor thread waits for the turn
-    bool retry_ = false;            // wake_ holds wakes that ran out of memory:
-    Clock::time_point retry_at_{};  // try them again then
+    bool collect_ = false;      // poll once without blocking: see remove_source()
+    bool turn_wanted_ = false;  // the reactor thread waits for the turn
     std::condition_variable idle_;
     // Sources registered and not removed. removed_ always has room for all
     // of them, so that remove_source(), which runs in destructors, never

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 #include <utility>
@@ -124,7 +125,23 @@ TEST(Multithread, ATaskNeverRunsOnTwoWorkersAtOnce) {
         WakerThreads threads{2};
         std::mutex mutex;
         std::vector<fiber::Waker> parked;  // tasks waiting for another task to wake them
+        int awake = kTasks;                // tasks neither parked nor finished
     } shared;
+    // Parks the task (its Waker into `parked`) unless it is the last one
+    // awake: a task that is awake will finish, and the last one to finish
+    // wakes a parked task, so every parked task is woken in the end.
+    struct ParkUnlessLast {
+        Shared* s;
+        bool await_ready() noexcept { return false; }
+        bool await_suspend(std::coroutine_handle<> self) {
+            std::lock_guard lock(s->mutex);
+            if (s->awake == 1) return false;  // go on without suspending
+            s->parked.push_back(fiber::current_waker(self));
+            --s->awake;
+            return true;
+        }
+        void await_resume() noexcept {}
+    };
     auto task = [](Shared& s, int id) -> fiber::Task<> {
         std::atomic<bool> running = false;  // in the frame: one per task
         for (int i = 0; i < kRounds; ++i) {
@@ -146,18 +163,101 @@ TEST(Multithread, ATaskNeverRunsOnTwoWorkersAtOnce) {
                         if (!s.parked.empty()) {
                             other = std::move(s.parked.back());
                             s.parked.pop_back();
+                            ++s.awake;
                         }
                     }
                     if (other) std::move(other).wake();  // wake a task parked by another
-                    co_await fiber::yield_now();
+                    // Park until another task wakes us; the Waker may be
+                    // taken and woken on another worker before this worker
+                    // has finished suspending us.
+                    co_await ParkUnlessLast{&s};
                 }
             }
         }
+        // The last task awake wakes one parked task, so none is stranded.
+        fiber::Waker other;
+        {
+            std::lock_guard lock(s.mutex);
+            if (--s.awake == 0 && !s.parked.empty()) {
+                other = std::move(s.parked.back());
+                s.parked.pop_back();
+                ++s.awake;
+            }
+        }
+        if (other) std::move(other).wake();
     };
     auto [executor, spawner] = fiber::new_executor_and_spawner();
     for (int id = 0; id < kTasks; ++id) spawner.spawn(task(shared, id));
     executor.run();
     EXPECT_EQ(shared.races.load(), 0);
+}
+
+TEST(Multithread, RunWaitsForATaskWhoseWakerIsDroppedOnAnotherWorker) {
+    // Task T makes a Waker without suspending and hands it over; task U,
+    // on the other worker, drops it and ends. Had T's worker put off
+    // counting that Waker while U's worker took it away at once, the count
+    // would read "nothing left" while T still runs, and run() would return
+    // before T's sleep ends. T spins while U runs: two workers are needed.
+    struct Shared {
+        std::mutex mutex;
+        std::optional<fiber::Waker> slot;
+        std::atomic<bool> dropped = false;
+        std::atomic<bool> finished = false;
+        std::atomic<bool> timed_out = false;
+    };
+    struct MakeWakerAndGoOn {
+        Shared* s;
+        bool await_ready() noexcept { return false; }
+        bool await_suspend(std::coroutine_handle<> self) {
+            fiber::Waker w = fiber::current_waker(self);
+            std::lock_guard lock(s->mutex);
+            s->slot.emplace(std::move(w));
+            return false;  // not suspended after all
+        }
+        void await_resume() noexcept {}
+    };
+    auto until = [](auto done, Shared& s) {
+        const auto give_up = std::chrono::steady_clock::now() + 20s;
+        while (!done()) {
+            if (std::chrono::steady_clock::now() > give_up) {
+                s.timed_out = true;
+                return;
+            }
+        }
+    };
+    auto t = [](Shared& s, decltype(until) until) -> fiber::Task<> {
+        co_await MakeWakerAndGoOn{&s};
+        until([&] { return s.dropped.load(); }, s);
+        // U's worker counts U's end within microseconds. Not a wait on a
+        // condition: a window, wide enough for run() to return under us
+        // if the count were wrong.
+        const auto window = std::chrono::steady_clock::now() + 50ms;
+        while (std::chrono::steady_clock::now() < window) {
+        }
+        co_await fiber::sleep_for(1ms);
+        s.finished = true;
+    };
+    auto u = [](Shared& s, decltype(until) until) -> fiber::Task<> {
+        until(
+            [&] {
+                std::lock_guard lock(s.mutex);
+                if (!s.slot) return false;
+                s.slot.reset();  // T's Waker dropped here, on this worker
+                return true;
+            },
+            s);
+        s.dropped = true;
+        co_return;
+    };
+    for (int round = 0; round < 5; ++round) {
+        Shared s;
+        auto [executor, spawner] = fiber::new_executor_and_spawner(2);
+        spawner.spawn(t(s, until));
+        spawner.spawn(u(s, until));
+        executor.run();
+        ASSERT_FALSE(s.timed_out.load()) << "T and U never ran at the same time";
+        EXPECT_TRUE(s.finished.load()) << "run() returned while T was still running";
+    }
 }
 
 TEST(Multithread, StopIsSeenByEveryWorker) {
