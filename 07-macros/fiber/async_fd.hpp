@@ -10,12 +10,12 @@
 #include <memory>
 #include <optional>
 #include <span>
-#include <stop_token>
 
 #include "common/os.hpp"
 #include "fiber/cancel.hpp"
 #include "fiber/reactor.hpp"
 #include "fiber/socket_address.hpp"
+#include "fiber/stop_state.hpp"
 #include "fiber/task.hpp"
 
 namespace fiber {
@@ -39,8 +39,8 @@ public:
 
     bool await_ready() noexcept { return false; }
     bool await_suspend(std::coroutine_handle<> self) {
-        const std::stop_token& token = *detail::current_stop_token();
-        if (token.stop_requested()) {
+        detail::StopState* stop = detail::current_stop_state();
+        if (stop && stop->stop_requested()) {
             cancelled_ = true;  // nobody else sees it yet
             return false;
         }
@@ -48,7 +48,7 @@ public:
         // Before the waker is published (see Sleep): a stop request that
         // comes before ready_or_wait() sets cancelled_ under the reactor's
         // lock, and ready_or_wait() then stores nothing.
-        if (token.stop_possible()) stop_.emplace(token, Interrupt{this});
+        if (stop) stop_.emplace(stop, Interrupt{this});
         // ready_or_wait writes wait_ under the reactor's lock, before the
         // waker is published: once it is, another thread may resume this
         // coroutine, and nothing here may touch *this any more.
@@ -80,7 +80,7 @@ private:
     std::uint64_t tick_ = 0;
     std::uint64_t wait_ = 0;  // our wait's number while registered, else 0
     bool cancelled_ = false;  // under the reactor's lock while stop_ is registered
-    std::optional<std::stop_callback<Interrupt>> stop_;
+    std::optional<detail::StopCallback<Interrupt>> stop_;
 };
 
 /// Owns a descriptor (a socket on Windows) and its registration with the

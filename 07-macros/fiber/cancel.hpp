@@ -1,16 +1,17 @@
 // Cancellation: cooperative, through std::stop_token. Each task carries a
-// token; whoever holds its stop source (a JoinHandle, a join or a select)
-// may request stop from any thread. The runtime's awaiters (sleep_for,
-// reads, writes, accept, connect, awaiting a JoinHandle) watch the token
-// while they wait and end early with fiber::Cancelled. Code that never
-// suspends is never interrupted: a cancelled task that does not await again
-// simply finishes.
+// stop state (fiber/stop_state.hpp); whoever may stop it (a JoinHandle, a
+// join or a select) may ask from any thread, and the task's std::stop_token
+// is requested too. The runtime's awaiters (sleep_for, reads, writes,
+// accept, connect, awaiting a JoinHandle) watch the state while they wait
+// and end early with fiber::Cancelled. Code that never suspends is never
+// interrupted: a cancelled task that does not await again simply finishes.
 #pragma once
 
 #include <exception>
 #include <stop_token>
 
 #include "fiber/executor.hpp"
+#include "fiber/stop_state.hpp"
 
 namespace fiber {
 
@@ -25,13 +26,12 @@ public:
 
 namespace detail {
 
-// The running task's token; an empty one outside a task. A pointer into the
-// task's root promise: it lives as long as the task, so as long as every
-// awaiter the task suspends in.
-inline const std::stop_token* current_stop_token() noexcept {
-    static const std::stop_token none;
+// The running task's stop state, or null: outside a task, and for a task
+// that nothing can stop. It lives in the task's root promise, counted, so
+// it lives as long as the task, and as every awaiter the task suspends in.
+inline StopState* current_stop_state() noexcept {
     Root::promise_type* root = current_root();
-    return root ? &root->stop_token : &none;
+    return root ? root->stop.get() : nullptr;
 }
 
 }  // namespace detail
@@ -42,10 +42,18 @@ namespace this_task {
 /// .stop_requested()` tells a long computation to give up, and a
 /// std::stop_callback on it runs when stop is requested. Empty (never
 /// stops) outside a task and for a task spawned with a plain Spawner.
-inline std::stop_token stop_token() noexcept { return *detail::current_stop_token(); }
+/// (On mingw, destroy such a std::stop_callback only where its callback
+/// cannot be running on another thread: see fiber/stop_state.hpp.)
+inline std::stop_token stop_token() {
+    detail::StopState* state = detail::current_stop_state();
+    return state ? state->token() : std::stop_token();
+}
 
-/// `stop_token().stop_requested()`, without copying the token.
-inline bool stop_requested() noexcept { return detail::current_stop_token()->stop_requested(); }
+/// `stop_token().stop_requested()`, without making a token.
+inline bool stop_requested() noexcept {
+    detail::StopState* state = detail::current_stop_state();
+    return state && state->stop_requested();
+}
 
 /// Throws fiber::Cancelled if the running task was asked to stop: a
 /// cancellation point for a loop that does not otherwise await.

@@ -69,12 +69,12 @@ Scheduler::Scheduler(std::size_t workers, bool shared_queue) : shared_queue_(sha
 
 Scheduler::~Scheduler() { destroy_all(); }
 
-void Scheduler::spawn(Task<> task, std::stop_token stop_token) {
+void Scheduler::spawn(Task<> task, StopRef stop) {
     Root::Handle root = run_root(std::move(task)).handle;
     Root::promise_type& p = root.promise();
     p.scheduler = this;
     p.resume_at = root;
-    p.stop_token = std::move(stop_token);
+    p.stop = std::move(stop);
     std::unique_lock lock(mutex_);
     if (closed_) {
         lock.unlock();

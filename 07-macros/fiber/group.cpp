@@ -28,7 +28,7 @@ namespace {
 
 // The parent's stop callback: passes the request on to the children.
 struct PassOn {
-    std::stop_source* children;  // the group's: the parent's frame holds the group
+    StopState* children;  // the group's: the parent's frame holds the group
     void operator()() const noexcept { children->request_stop(); }
 };
 
@@ -39,14 +39,14 @@ Task<> run_children(Group& group, std::span<Task<>> children) {
     if (!root) throw std::logic_error("fiber::join/select: not inside a task run by a runtime");
     // Registered before the children start, and kept until they have all
     // finished: a request that comes at any time reaches every one of them.
-    std::stop_callback pass_on(root->stop_token, PassOn{&group.stop});
+    StopCallback pass_on(root->stop.get(), PassOn{group.stop.get()});
     std::exception_ptr failed;
     std::size_t spawned = 0;
     try {
         for (Task<>& child : children) {
             // The scheduler runs this task, so it is alive; it destroys the
             // child's frame if it cannot take it.
-            root->scheduler->spawn(std::move(child), group.stop.get_token());
+            root->scheduler->spawn(std::move(child), group.stop);
             ++spawned;
         }
     } catch (...) {

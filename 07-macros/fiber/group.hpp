@@ -11,10 +11,10 @@
 #include <coroutine>
 #include <cstddef>
 #include <span>
-#include <stop_token>
 #include <type_traits>
 #include <variant>
 
+#include "fiber/stop_state.hpp"
 #include "fiber/task.hpp"
 #include "fiber/waker.hpp"
 
@@ -32,7 +32,7 @@ public:
     Group(const Group&) = delete;
     Group& operator=(const Group&) = delete;
 
-    std::stop_source stop;  // every child's token comes from here
+    StopRef stop = StopRef::make();  // every child's stop state
 
     /// A child's last step, once its task's frame is gone. The last one
     /// to finish wakes the parent.

@@ -11,12 +11,12 @@
 #include <mutex>
 #include <optional>
 #include <stdexcept>
-#include <stop_token>
 #include <type_traits>
 #include <utility>
 
 #include "fiber/cancel.hpp"
 #include "fiber/executor.hpp"
+#include "fiber/stop_state.hpp"
 #include "fiber/task.hpp"
 #include "fiber/waker.hpp"
 
@@ -30,7 +30,7 @@ namespace detail {
 template <typename T>
 class JoinState {
 public:
-    std::stop_source stop;  // the task's token comes from here; abort() requests it
+    StopRef stop = StopRef::make();  // the task's stop state; abort() requests it
 
     void release() noexcept {
         // acq_rel: the other side's writes (the result, the waker slot)
@@ -204,15 +204,15 @@ public:
         }
         bool await_ready() noexcept { return false; }
         bool await_suspend(std::coroutine_handle<> self) {
-            const std::stop_token& token = *detail::current_stop_token();
-            if (token.stop_requested()) {
+            detail::StopState* stop = detail::current_stop_state();
+            if (stop && stop->stop_requested()) {
                 interrupted_ = true;
                 return false;
             }
             Waker waker = current_waker(self);
             // Registered before the waker is published: a request that
             // comes before wait() sets interrupted_, and wait() sees it.
-            if (token.stop_possible()) stop_.emplace(token, Interrupt{this});
+            if (stop) stop_.emplace(stop, Interrupt{this});
             // true: the waker is published, and *this is off limits now.
             return state_->wait(waker, interrupted_, waiting_);
         }
@@ -231,7 +231,7 @@ public:
         detail::JoinState<T>* state_;  // the handle's reference: the handle outlives the await
         bool interrupted_ = false;     // under the state's mutex while stop_ is registered
         bool waiting_ = false;         // our waker is in the state: suspended, not yet resumed
-        std::optional<std::stop_callback<Interrupt>> stop_;
+        std::optional<detail::StopCallback<Interrupt>> stop_;
     };
 
     Awaiter operator co_await() const { return Awaiter(&checked()); }
@@ -264,10 +264,10 @@ JoinHandle<T> spawn(Task<T> task) {
     }
     auto* state = detail::make_join_state<T>();  // two references: the handle's, the task's
     JoinHandle<T> handle(state);
-    std::stop_token token = state->stop.get_token();
+    detail::StopRef stop = state->stop;  // the task's own reference
     // The scheduler outlives every task it runs, this one included.
     root->scheduler->spawn(detail::run_joinable(std::move(task), detail::JoinStateRef<T>(state)),
-                           std::move(token));
+                           std::move(stop));
     return handle;
 }
 

@@ -10,11 +10,11 @@
 #include <memory>
 #include <mutex>
 #include <stdexcept>
-#include <stop_token>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "fiber/stop_state.hpp"
 #include "fiber/task.hpp"
 
 namespace fiber::detail {
@@ -55,10 +55,10 @@ struct Root {
         Scheduler* scheduler = nullptr;
         promise_type* prev = nullptr;
         promise_type* next = nullptr;
-        // The task's cancellation token (fiber/cancel.hpp): the awaiters it
-        // suspends in register their stop callbacks on it. Empty (no stop
+        // Who may stop the task (fiber/cancel.hpp): the awaiters it
+        // suspends in register their stop callbacks here. Empty (no stop
         // possible, no allocation) for a task spawned without one.
-        std::stop_token stop_token;
+        StopRef stop;
 
         Root get_return_object() noexcept { return {Handle::from_promise(*this)}; }
         std::suspend_always initial_suspend() noexcept { return {}; }
@@ -96,7 +96,7 @@ public:
     Scheduler(std::size_t workers, bool shared_queue);
     ~Scheduler();
     void owners_gone() noexcept;  // the last Executor or Spawner is gone
-    void spawn(Task<> task, std::stop_token stop_token = {});
+    void spawn(Task<> task, StopRef stop = {});
     void wake(TaskHeader& task);  // Waker::wake
     void waker_created();         // current_waker
     void waker_dropped();         // a Waker destroyed unused
@@ -162,7 +162,7 @@ private:
 };
 
 /// The root of the task running on this thread, or nullptr outside a task:
-/// how spawn() finds its scheduler and an awaiter its task's stop token.
+/// how spawn() finds its scheduler and an awaiter its task's stop state.
 Root::promise_type* current_root() noexcept;
 
 // The Scheduler of an Executor or Spawner; one that was moved from has none.

@@ -9,10 +9,10 @@
 #include <coroutine>
 #include <memory>
 #include <optional>
-#include <stop_token>
 
 #include "fiber/cancel.hpp"
 #include "fiber/reactor.hpp"
+#include "fiber/stop_state.hpp"
 #include "fiber/thread_timer.hpp"
 
 namespace fiber {
@@ -28,14 +28,14 @@ public:
     explicit Sleep(std::chrono::steady_clock::time_point deadline) : deadline_(deadline) {}
     Sleep(Sleep&&) = delete;
     ~Sleep() {
-        // First: waits for a stop callback running on another thread, which
+        // First: waits out a stop callback running on another thread, which
         // still uses timer_. No lock is held here, so it can finish.
         stop_.reset();
         if (reactor_) reactor_->cancel_timer(timer_);
     }
 
     bool await_ready() noexcept {
-        if (detail::current_stop_token()->stop_requested()) {
+        if (this_task::stop_requested()) {
             timer_.cancelled = true;  // nobody else sees the entry yet
             return true;
         }
@@ -49,8 +49,9 @@ public:
         // reactor may wake us on another worker, which may destroy *this.
         // A request that comes in between finds no timer, marks the entry,
         // and add_timer() refuses it.
-        const std::stop_token& token = *detail::current_stop_token();
-        if (token.stop_possible()) stop_.emplace(token, Interrupt{this});
+        if (detail::StopState* stop = detail::current_stop_state()) {
+            stop_.emplace(stop, Interrupt{this});
+        }
         // Publishes the waker: from here on the reactor may fire it, so
         // nothing after this line may touch *this.
         return reactor_->add_timer(timer_, std::move(waker));
@@ -71,7 +72,7 @@ private:
     std::chrono::steady_clock::time_point deadline_;
     detail::TimerEntry timer_;
     std::shared_ptr<detail::Reactor> reactor_;  // shared: alive for ~Sleep, whenever it runs
-    std::optional<std::stop_callback<Interrupt>> stop_;
+    std::optional<detail::StopCallback<Interrupt>> stop_;
 };
 
 /// `co_await fiber::sleep_for(100ms);` A duration too long for the clock
