@@ -62,8 +62,8 @@ TEST(StopState, TheUserTokenIsRequestedToo) {
 // callback is destroyed on one thread while the request runs it on another.
 // Each round checks that the destructor returned only after the callback.
 TEST(StopState, DestroyingACallbackWhileAnotherThreadRunsItWaitsForIt) {
-    constexpr int kRounds = 20000;
-    std::atomic<int> round{-1};  // the round whose request may start
+    constexpr int kRounds = 5000;  // about 0.1 s; under wine, std's hung within ~1000
+    std::atomic<int> round{-1};    // the round whose request may start
     std::atomic<int> requested{-1};
     std::optional<StopRef> stop;
     std::thread requester([&] {
@@ -73,7 +73,6 @@ TEST(StopState, DestroyingACallbackWhileAnotherThreadRunsItWaitsForIt) {
             requested.store(i);
         }
     });
-    int overlapped = 0;
     for (int i = 0; i < kRounds; ++i) {
         stop.emplace(StopRef::make());
         std::atomic<bool> running{false};
@@ -86,13 +85,10 @@ TEST(StopState, DestroyingACallbackWhileAnotherThreadRunsItWaitsForIt) {
         {
             StopCallback callback(stop->get(), slow);
             round.store(i);
-            while (!running.load() && requested.load() != i) {
-            }
-            if (!finished.load()) ++overlapped;
+            while (!running.load()) std::this_thread::yield();  // it always runs
         }  // waits for a callback still running on the requester
         EXPECT_EQ(running.load(), finished.load()) << "round " << i;
         while (requested.load() != i) std::this_thread::yield();
     }
     requester.join();
-    RecordProperty("overlapped", overlapped);
 }
