@@ -1,0 +1,100 @@
+// join(a, b, ...): run tasks at the same time, wait for all of them, and
+// get every result in a tuple. The original's join! polls its futures in
+// turn on one thread; here each child is a task of its own, so they may run
+// on several workers at once. If one throws, the others are cancelled and
+// the first exception is rethrown, but only once every child has finished.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "fiber/group.hpp"
+#include "fiber/task.hpp"
+
+namespace fiber {
+
+namespace detail {
+
+template <typename... T>
+class JoinGroup : public Group {
+public:
+    JoinGroup() : Group(sizeof...(T)) {}
+
+    // Each child writes its own slot, on its own worker; the parent reads
+    // them all after the count (see Group) says every child is done.
+    std::tuple<std::optional<Value<T>>...> values;
+
+    void fail(std::exception_ptr e) noexcept {
+        // The first failure wins; the others (often Cancelled, because of
+        // this very request) are dropped.
+        if (failed_.exchange(true, std::memory_order_acq_rel)) return;
+        error_ = std::move(e);
+        stop.request_stop();
+    }
+    // After all_done(): the first failure, or null.
+    std::exception_ptr error() const noexcept { return error_; }
+
+    template <std::size_t... I>
+    std::tuple<Value<T>...> take(std::index_sequence<I...>) {
+        return std::tuple<Value<T>...>(std::move(*std::get<I>(values))...);
+    }
+
+private:
+    std::atomic<bool> failed_{false};
+    std::exception_ptr error_;  // written by the first to fail, read after all_done()
+};
+
+template <std::size_t I, typename G, typename T>
+Task<> join_child(std::shared_ptr<G> group, Task<T> task) {
+    try {
+        if constexpr (std::is_void_v<T>) {
+            co_await std::move(task);
+            std::get<I>(group->values).emplace();
+        } else {
+            std::get<I>(group->values).emplace(co_await std::move(task));
+        }
+    } catch (...) {
+        group->fail(std::current_exception());
+    }
+    // The child's frame is gone by now (the co_await destroyed it): its
+    // destructors have run before the parent can resume.
+    group->child_done();
+}
+
+template <typename G, typename... T, std::size_t... I>
+std::array<Task<>, sizeof...(T)> join_children(const std::shared_ptr<G>& group,
+                                               std::index_sequence<I...>, Task<T>... tasks) {
+    return {join_child<I>(group, std::move(tasks))...};
+}
+
+}  // namespace detail
+
+/// `auto [a, b] = co_await fiber::join(task_a(), task_b());` runs the tasks
+/// concurrently and gives a std::tuple of their results, in order; a task
+/// that returns void gives std::monostate. If one throws, the others are
+/// asked to stop (their awaiters throw fiber::Cancelled), and join rethrows
+/// the first exception once all of them have finished. A stop request for
+/// the calling task reaches every child. Must run inside a task.
+template <typename... T>
+Task<std::tuple<Value<T>...>> join(Task<T>... tasks) {
+    static_assert(sizeof...(T) > 0, "fiber::join: nothing to join");
+    static_assert((!std::is_reference_v<T> && ...),
+                  "fiber::join: a task that returns a reference would hand it to another thread");
+    auto group = std::make_shared<detail::JoinGroup<T...>>();
+    // Each child holds a reference to the group: should the executor
+    // destroy this frame before the children's, they still find it.
+    auto children =
+        detail::join_children(group, std::index_sequence_for<T...>{}, std::move(tasks)...);
+    co_await detail::run_children(*group, children);
+    if (std::exception_ptr error = group->error()) std::rethrow_exception(error);
+    co_return group->take(std::index_sequence_for<T...>{});
+}
+
+}  // namespace fiber

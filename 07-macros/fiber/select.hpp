@@ -1,0 +1,111 @@
+// select(a, b, ...): run tasks at the same time; the first to finish wins,
+// the others are cancelled. The original's select! drops the losing
+// futures; a C++ coroutine cannot be dropped while another thread may be
+// running it, so we ask the losers to stop and wait until they have
+// unwound: when select returns, their destructors have run and their
+// timers and I/O waits are gone.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+#include "fiber/group.hpp"
+#include "fiber/task.hpp"
+
+namespace fiber {
+
+namespace detail {
+
+template <typename... T>
+class SelectGroup : public Group {
+public:
+    SelectGroup() : Group(sizeof...(T)) {}
+
+    /// The one winner: the first child to call it with its index. Two
+    /// children finishing at once on two workers race on this
+    /// compare-exchange, and exactly one of them succeeds.
+    bool claim(std::size_t child) noexcept {
+        std::size_t none = kNone;
+        return winner_.compare_exchange_strong(none, child, std::memory_order_acq_rel);
+    }
+
+    // Written by the winner only, read by the parent after all_done().
+    std::optional<std::variant<Value<T>...>> value;
+    std::exception_ptr error;
+
+private:
+    static constexpr std::size_t kNone = sizeof...(T);
+    std::atomic<std::size_t> winner_{kNone};
+};
+
+template <std::size_t I, typename G, typename T>
+Task<> select_child(std::shared_ptr<G> group, Task<T> task) {
+    std::optional<Value<T>> value;
+    std::exception_ptr error;
+    try {
+        if constexpr (std::is_void_v<T>) {
+            co_await std::move(task);
+            value.emplace();
+        } else {
+            value.emplace(co_await std::move(task));
+        }
+    } catch (...) {
+        error = std::current_exception();
+    }
+    if (group->claim(I)) {
+        if (error) {
+            group->error = std::move(error);
+        } else {
+            try {
+                group->value.emplace(std::in_place_index<I>, std::move(*value));
+            } catch (...) {
+                group->error = std::current_exception();
+            }
+        }
+        group->stop.request_stop();  // the losers: each wakes from its awaiter
+    }
+    // A loser's result goes now, not when the runtime frees this frame:
+    // select must not return while it may still hold a socket.
+    value.reset();
+    error = nullptr;
+    group->child_done();
+}
+
+template <typename G, typename... T, std::size_t... I>
+std::array<Task<>, sizeof...(T)> select_children(const std::shared_ptr<G>& group,
+                                                 std::index_sequence<I...>, Task<T>... tasks) {
+    return {select_child<I>(group, std::move(tasks))...};
+}
+
+}  // namespace detail
+
+/// `auto first = co_await fiber::select(slow(), fast());` runs the tasks
+/// concurrently. The first to finish wins: select gives a std::variant
+/// whose index() is the winner's position and whose alternative holds its
+/// value (std::monostate for void; read it with std::get<I>, since two
+/// tasks may return the same type), or rethrows the winner's exception.
+/// The losers are asked to stop (their awaiters throw fiber::Cancelled) and
+/// have finished unwinding before select returns. A loser that never
+/// awaits again is waited for: cancellation is cooperative. A stop request
+/// for the calling task reaches every child. Must run inside a task.
+template <typename... T>
+Task<std::variant<Value<T>...>> select(Task<T>... tasks) {
+    static_assert(sizeof...(T) > 0, "fiber::select: nothing to select from");
+    static_assert((!std::is_reference_v<T> && ...),
+                  "fiber::select: a task that returns a reference would hand it to another thread");
+    auto group = std::make_shared<detail::SelectGroup<T...>>();
+    auto children =
+        detail::select_children(group, std::index_sequence_for<T...>{}, std::move(tasks)...);
+    co_await detail::run_children(*group, children);
+    if (group->error) std::rethrow_exception(group->error);
+    co_return std::move(*group->value);
+}
+
+}  // namespace fiber

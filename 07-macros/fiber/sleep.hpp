@@ -1,0 +1,85 @@
+// sleep_for(d): suspend the calling task for at least d. The timer lives in
+// the reactor's heap, and the reactor thread's poll timeout is the nearest
+// deadline: a pending sleep costs no thread and no allocation. The thread
+// per timer of the previous stage stays in fiber/thread_timer.hpp, for
+// comparison. A stop request for the task cuts the sleep short.
+#pragma once
+
+#include <chrono>
+#include <coroutine>
+#include <memory>
+#include <optional>
+
+#include "fiber/cancel.hpp"
+#include "fiber/reactor.hpp"
+#include "fiber/stop_state.hpp"
+#include "fiber/thread_timer.hpp"
+
+namespace fiber {
+
+/// The awaiter of sleep_for(). Destroying it while it waits (its frame is
+/// destroyed) removes the timer: once the destructor has returned, the
+/// reactor never touches it again. If the timer fired just before, its wake
+/// is already on its way; that is why an executor destroys waiting frames
+/// only after its reactor has stopped. A stop request for the task ends
+/// the sleep at once with fiber::Cancelled.
+class Sleep {
+public:
+    explicit Sleep(std::chrono::steady_clock::time_point deadline) : deadline_(deadline) {}
+    Sleep(Sleep&&) = delete;
+    ~Sleep() {
+        // First: waits out a stop callback running on another thread, which
+        // still uses timer_. No lock is held here, so it can finish.
+        stop_.reset();
+        if (reactor_) reactor_->cancel_timer(timer_);
+    }
+
+    bool await_ready() noexcept {
+        if (this_task::stop_requested()) {
+            timer_.cancelled = true;  // nobody else sees the entry yet
+            return true;
+        }
+        return std::chrono::steady_clock::now() >= deadline_;
+    }
+    bool await_suspend(std::coroutine_handle<> self) {
+        Waker waker = current_waker(self);
+        reactor_ = detail::current_reactor();
+        timer_.deadline = deadline_;
+        // Registered before the timer is queued, not after: once it is, the
+        // reactor may wake us on another worker, which may destroy *this.
+        // A request that comes in between finds no timer, marks the entry,
+        // and add_timer() refuses it.
+        if (detail::StopState* stop = detail::current_stop_state()) {
+            stop_.emplace(stop, Interrupt{this});
+        }
+        // Publishes the waker: from here on the reactor may fire it, so
+        // nothing after this line may touch *this.
+        return reactor_->add_timer(timer_, std::move(waker));
+    }
+    void await_resume() {
+        // After reset() no callback runs or will run: timer_.cancelled,
+        // written under the reactor's lock, is settled and visible to us.
+        stop_.reset();
+        if (timer_.cancelled) throw Cancelled();
+    }
+
+private:
+    struct Interrupt {
+        Sleep* self;  // the callback is a member: destroyed before *self
+        void operator()() const noexcept { self->reactor_->interrupt_timer(self->timer_); }
+    };
+
+    std::chrono::steady_clock::time_point deadline_;
+    detail::TimerEntry timer_;
+    std::shared_ptr<detail::Reactor> reactor_;  // shared: alive for ~Sleep, whenever it runs
+    std::optional<detail::StopCallback<Interrupt>> stop_;
+};
+
+/// `co_await fiber::sleep_for(100ms);` A duration too long for the clock
+/// sleeps for ever; zero or negative does not suspend.
+template <typename Rep, typename Period>
+Sleep sleep_for(std::chrono::duration<Rep, Period> d) {
+    return Sleep(detail::deadline_after(d));
+}
+
+}  // namespace fiber

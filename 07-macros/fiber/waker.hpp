@@ -1,0 +1,62 @@
+// Waker: the right to put one suspended coroutine back on its executor's
+// ready queue, exactly once. Rust polls a future again and again; C++
+// resumes a suspended coroutine once per suspension, and resuming it twice
+// is undefined behaviour. So a Waker cannot be copied, and wake() uses it up.
+// The executor counts the Wakers alive: while one exists, a task may still
+// become ready, so run() waits instead of returning. That count also keeps
+// the executor's state alive: a Waker may outlive the Executor, even on
+// another thread, and waking it then does nothing. A Waker names a task,
+// not just a coroutine: the task's state word decides whether the wake
+// queues it or, if it is still running on a worker, marks it to run again.
+#pragma once
+
+#include <coroutine>
+#include <utility>
+
+namespace fiber {
+
+namespace detail {
+class Scheduler;
+struct TaskHeader;
+}  // namespace detail
+
+/// Move-only handle to one suspended coroutine. `std::move(w).wake()`
+/// enqueues the coroutine on the executor it belongs to and empties `w`.
+class Waker {
+public:
+    Waker() noexcept = default;
+    Waker(detail::Scheduler& scheduler, detail::TaskHeader& task);
+    ~Waker();  // an unused waker tells its executor that it is gone
+
+    Waker(Waker&& other) noexcept
+        : scheduler_(std::exchange(other.scheduler_, nullptr)),
+          task_(std::exchange(other.task_, nullptr)) {}
+    Waker& operator=(Waker&& other) noexcept;
+    Waker(const Waker&) = delete;
+    Waker& operator=(const Waker&) = delete;
+
+    /// Schedules the coroutine to run again, or does nothing if its
+    /// Executor is gone; safe from any thread. Throws std::logic_error on an
+    /// empty waker: a second wake would resume the coroutine twice. It never
+    /// allocates (the ready queue links the tasks themselves), so it cannot
+    /// run out of memory.
+    void wake() &&;
+
+    explicit operator bool() const noexcept { return task_ != nullptr; }
+
+private:
+    // Counted, not borrowed: the Scheduler counts every Waker alive and is
+    // deleted only when no Waker, Executor or Spawner is left, so this
+    // pointer never dangles, whichever thread holds the Waker.
+    detail::Scheduler* scheduler_ = nullptr;
+    // Borrowed: the task's frame lives until the task finishes, which needs
+    // this very wake, or until the Executor destroys it, after which the
+    // Scheduler is closed and wake() no longer looks at the task.
+    detail::TaskHeader* task_ = nullptr;
+};
+
+/// The waker for coroutine `h` on the executor running on this thread.
+/// Awaiters call it from await_suspend. Throws outside Executor::run().
+Waker current_waker(std::coroutine_handle<> h);
+
+}  // namespace fiber

@@ -1,0 +1,392 @@
+// The worker loop: where a worker finds its next task, and what it does
+// when there is none. In order: its LIFO slot, its own queue, a batch from
+// the injection queue; then it searches (the injection queue again, and
+// the other workers' queues, from which it steals half), and at last it
+// parks. With the shared-queue option there is only the injection queue.
+#include "fiber/worker.hpp"
+
+#include "fiber/reactor.hpp"
+
+#include <algorithm>
+#include <cassert>
+#include <chrono>
+#include <mutex>
+#include <utility>
+
+namespace fiber::detail {
+
+constinit thread_local Worker* t_worker = nullptr;
+
+namespace {
+
+// How long an idle worker looks for work before it parks. Parking and
+// unparking costs two system calls and a few microseconds of latency; a
+// task woken within this window is picked up without them. Go's scheduler
+// spins in the same range; Tokio does not spin at all but searches the
+// other workers' queues once before it parks.
+constexpr auto kSpin = std::chrono::microseconds(30);
+
+// How many tasks a worker runs between two looks at the reactor, and at
+// the injection queue before its own queue. Tokio's number
+// (event_interval): a task that waits for I/O, or that another thread
+// woke, waits this long at most, even when the local queues never run dry.
+constexpr unsigned kPollInterval = 61;
+
+// How many tasks in a row a worker takes from its LIFO slot. Two tasks that
+// wake each other would otherwise keep the slot to themselves forever and
+// starve the queue behind it. Tokio's number (MAX_LIFO_POLLS_PER_TICK).
+constexpr unsigned kMaxLifoRuns = 3;
+
+// Tells the CPU we are in a spin loop: it saves power, and a hyperthread
+// sibling gets the core (about 40 to 140 cycles on current x86).
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+}
+
+}  // namespace
+
+void Scheduler::work(Worker& w) {
+    Worker* outer = std::exchange(t_worker, &w);
+    TaskHeader* task = next_task(w);
+    while (task) {
+        // A worker started or unparked to search found this task: it is no
+        // longer searching (and may hand the search on).
+        if (w.searching) stop_searching(w);
+        // Now and then, collect the I/O that is ready and the timers that
+        // are due, even while there is work, so that queues that never run
+        // dry cannot starve the tasks waiting for I/O. find_work() does it
+        // too, before it spins.
+        if (++w.tick % kPollInterval == 0) {
+            if (Reactor* reactor = polled_reactor()) reactor->poll_ready();
+        }
+        TaskHeader* again = run_task(w, *task);
+        if (again && exit_.load(std::memory_order_relaxed)) {
+            std::lock_guard lock(mutex_);  // run() is over: leave it queued for the next
+            push_locked(*again, false);
+            again = nullptr;
+        }
+        task = again ? again : next_task(w);
+    }
+    drain(w);
+    t_worker = outer;
+}
+
+TaskHeader* Scheduler::run_task(Worker& w, TaskHeader& task) {
+    // We popped it: it is ours until we store kIdle or queue it again.
+    assert(task.state.load(std::memory_order_relaxed) == TaskState::kScheduled);
+    task.state.store(TaskState::kRunning, std::memory_order_relaxed);
+    w.current = &task;
+    w.finished = false;
+    task.resume_at.resume();  // runs until the task suspends or finishes
+    w.current = nullptr;
+    --w.unsettled;  // the task's running unit
+    if (w.finished) {
+        settle(w);  // the frame is gone: task_done() destroyed it
+        return nullptr;
+    }
+    // acquire: if another thread woke it (kNotified), we see what that
+    // thread wrote before it woke the task.
+    TaskState s = task.state.load(std::memory_order_acquire);
+    // release on success: the frame's writes reach whoever wakes it next.
+    // From that instant another worker may run it: we must not touch it.
+    // acquire on failure: a wake came in between, as above.
+    if (s == TaskState::kRunning &&
+        task.state.compare_exchange_strong(s, TaskState::kIdle, std::memory_order_release,
+                                           std::memory_order_acquire)) {
+        settle(w);
+        return nullptr;
+    }
+    // kNotified: woken while it ran (a yield, or a fast reactor). Its
+    // Waker's unit becomes the queued task's.
+    task.state.store(TaskState::kScheduled, std::memory_order_relaxed);
+    settle(w);
+    // Nothing else is ready here (a hint: a task queued just now elsewhere
+    // waits one turn, and its waker unparked a worker for it): run it again
+    // at once, with no queue and no worker woken. A yield on one worker
+    // then costs no atomic read-modify-write at all.
+    if (shared_queue_) {
+        if (queued_.load(std::memory_order_relaxed) == 0) return &task;
+        std::lock_guard lock(mutex_);
+        push_locked(task);
+        return nullptr;
+    }
+    if (!w.lifo && w.queue.empty() && queued_.load(std::memory_order_relaxed) == 0) return &task;
+    // Not to the LIFO slot: a task that yields asks to let the others run
+    // first, and the slot would run it again next. To the back, as Tokio.
+    push_local(w, task);
+    return nullptr;
+}
+
+TaskHeader* Scheduler::next_task(Worker& w) {
+    if (exit_.load(std::memory_order_relaxed)) return nullptr;
+    if (shared_queue_) {
+        {
+            std::lock_guard lock(mutex_);
+            if (TaskHeader* task = pop_locked(w)) return task;
+        }
+        return find_work(w);
+    }
+    // Every kPollInterval tasks, the injection queue goes first: local work
+    // that never runs dry must not starve tasks woken from other threads.
+    // (Not before the first task: tick 0 is no turn of the interval.)
+    if (w.tick % kPollInterval == 0 && w.tick != 0 && queued_.load(std::memory_order_relaxed) > 0) {
+        std::lock_guard lock(mutex_);
+        if (TaskHeader* task = pop_locked(w)) return task;
+    }
+    if (TaskHeader* task = std::exchange(w.lifo, nullptr)) {
+        if (w.lifo_runs < kMaxLifoRuns) {
+            ++w.lifo_runs;
+            return task;
+        }
+        push_local(w, *task);  // enough in a row: to the back of the queue
+    }
+    w.lifo_runs = 0;
+    if (TaskHeader* task = w.queue.pop()) return task;
+    if (queued_.load(std::memory_order_relaxed) > 0) {
+        if (TaskHeader* task = take_injected(w)) return task;
+    }
+    return find_work(w);
+}
+
+// Puts a task made ready on worker w. `lifo`: the running task woke it, so
+// it runs next, and the task it displaces from the slot goes to the queue.
+void Scheduler::schedule_local(Worker& w, TaskHeader& task, bool lifo) {
+    TaskHeader* queued = &task;
+    if (lifo) {
+        queued = std::exchange(w.lifo, &task);
+        // No worker is woken for the slot: this worker runs it as soon as
+        // the running task suspends, and nobody else could take it.
+        if (!queued) return;
+    }
+    push_local(w, *queued);
+}
+
+void Scheduler::push_local(Worker& w, TaskHeader& task) {
+    w.queue.push(&task, [this](TaskHeader** tasks, std::uint32_t n) {
+        // The ring is full: half of it and the new task go to the
+        // injection queue, under one lock, with one worker woken for them.
+        std::lock_guard lock(mutex_);
+        for (std::uint32_t i = 0; i < n; ++i) push_locked(*tasks[i], false);
+        notify_locked();
+    });
+    notify_if_needed();
+}
+
+// Moves a batch of tasks from the injection queue into w's (empty) queue,
+// and returns one of them. One lock for the batch instead of one a task.
+TaskHeader* Scheduler::take_injected(Worker& w) {
+    TaskHeader* first;
+    {
+        std::lock_guard lock(mutex_);
+        const std::size_t queued = queued_.load(std::memory_order_relaxed);
+        if (queued == 0) return nullptr;
+        // A fair share for each worker (Tokio's formula), at most half the
+        // ring, so that the tasks it wakes still fit.
+        std::size_t n = std::min<std::size_t>(
+            {queued, queued / workers_.size() + 1, RunQueue<TaskHeader>::capacity() / 2});
+        first = head_;
+        TaskHeader* last = first;
+        for (std::size_t i = 1; i < n; ++i) last = last->next_ready;
+        head_ = last->next_ready;
+        if (!head_) tail_ = nullptr;
+        queued_.store(queued - n, std::memory_order_relaxed);
+        for (TaskHeader* t = first->next_ready; n > 1; t = t->next_ready, --n) {
+            const bool pushed = w.queue.try_push(t);  // only we push, and there is room
+            assert(pushed);
+            (void)pushed;
+        }
+    }
+    return first;
+}
+
+void Scheduler::drain(Worker& w) {
+    if (shared_queue_) return;
+    // run() is over. What this worker still holds goes to the injection
+    // queue, where the next run() or the Executor's destructor finds it.
+    // A thief racing us takes each task or leaves it: pop() decides.
+    std::lock_guard lock(mutex_);
+    if (TaskHeader* task = std::exchange(w.lifo, nullptr)) push_locked(*task, false);
+    while (TaskHeader* task = w.queue.pop()) push_locked(*task, false);
+}
+
+bool Scheduler::any_local_work() const noexcept {
+    for (const auto& w : workers_) {
+        if (!w->queue.empty()) return true;
+    }
+    return false;
+}
+
+// The pusher's half of the parking protocol (see find_work()). The task is
+// in a queue already; is a worker asleep that should come and take it?
+void Scheduler::notify_if_needed() {
+    if (workers_.size() == 1) return;  // nobody else to wake
+    // seq_cst fence between our store (the task, published in the ring) and
+    // our load (the counts): see the argument in find_work().
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    const std::uint32_t s = idle_state_.load(std::memory_order_relaxed);
+    // Someone searches and will find it, or every worker is awake: nobody
+    // to wake, and no lock taken. That is the path of a busy executor.
+    if (s % kOneAsleep != 0 || s / kOneAsleep == 0) return;
+    std::lock_guard lock(mutex_);
+    notify_locked();
+}
+
+void Scheduler::stop_searching(Worker& w) {
+    w.searching = false;
+    // Were we the last searcher? Then a push may have woken nobody because
+    // we searched: if any work is left where a thief could take it, wake
+    // one worker to search in our place. The pattern is the parker's in
+    // find_work(): our count change, a fence, then a look at the queues.
+    if (idle_state_.fetch_sub(kOneSearching) % kOneAsleep != 1) return;
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (queued_.load(std::memory_order_relaxed) > 0 || any_local_work()) {
+        std::lock_guard lock(mutex_);
+        notify_locked();
+    }
+}
+
+// Searching: look at the injection queue and the other workers' queues,
+// without parking. A task found here is ours to run.
+TaskHeader* Scheduler::search(Worker& w) {
+    // Tasks that the reactor poll in find_work() woke land in our queue.
+    if (TaskHeader* task = w.queue.pop()) return task;
+    if (queued_.load(std::memory_order_relaxed) > 0) {
+        if (TaskHeader* task = take_injected(w)) return task;
+    }
+    return steal(w);
+}
+
+TaskHeader* Scheduler::steal(Worker& w) {
+    const std::size_t n = workers_.size();
+    if (n == 1) return nullptr;
+    // Start at a random victim (xorshift32), so that several thieves do
+    // not all fall on the same worker.
+    std::uint32_t x = w.rng ? w.rng : static_cast<std::uint32_t>(n) * 2654435761u + 1;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    w.rng = x;
+    for (std::size_t i = 0; i < n; ++i) {
+        Worker& victim = *workers_[(x + i) % n];
+        if (&victim == &w) continue;
+        if (TaskHeader* task = victim.queue.steal_into(w.queue)) return task;
+    }
+    return nullptr;
+}
+
+// The idle path, all in one place: nothing was ready. Search a little,
+// then park until a wake (or the end of run()) unparks us.
+TaskHeader* Scheduler::find_work(Worker& w) {
+    if (shared_queue_) return find_work_shared(w);
+    Reactor* reactor;
+    {
+        std::lock_guard lock(mutex_);
+        if (!w.searching) {
+            w.searching = true;  // while we search, pushes leave the parked workers alone
+            idle_state_.fetch_add(kOneSearching);
+        }
+        reactor = reactor_.get();
+    }
+    // Collect what the reactor has, on this thread: the tasks it wakes are
+    // queued here, and, as we count as searching, no parked worker is
+    // woken for them. Only if there is nothing does the reactor thread
+    // wait in the poller (chapter 5).
+    if (reactor) reactor->poll_before_sleeping();
+    while (!exit_.load(std::memory_order_relaxed)) {
+        const auto give_up = std::chrono::steady_clock::now() + kSpin;
+        for (unsigned i = 1; !exit_.load(std::memory_order_relaxed); ++i) {
+            if (TaskHeader* task = search(w)) return task;  // work() ends our search
+            cpu_relax();
+            if (i % 64 == 0 && std::chrono::steady_clock::now() > give_up) break;
+        }
+        std::unique_lock lock(mutex_);
+        // The tempting version checks the queues, then parks, and loses a
+        // task queued in between. Here we first register as idle, then
+        // look at every queue once more, and only then park:
+        //  - the injection queue: every push to it holds mutex_, as we do;
+        //    a push after our unlock finds us in idle_ and unparks us, and
+        //    the Parker keeps that token even if it comes before park().
+        //  - the local queues, pushed without the lock: a pusher publishes
+        //    its task, then (seq_cst fence) reads idle_state_; we change
+        //    idle_state_, then (seq_cst fence) read the queues. The two
+        //    fences come one before the other: either the pusher reads our
+        //    change and wakes a worker, or we read its task and do not
+        //    park. Both may happen; neither is impossible (Dekker's
+        //    argument, as in notify_if_needed() and stop_searching()).
+        //  - the LIFO slots: a worker empties its own before it comes
+        //    here, and no other thread fills it.
+        if (exit_.load(std::memory_order_relaxed)) break;
+        if (TaskHeader* task = pop_locked(w)) return task;
+        idle_.push_back(&w);  // reserved: cannot throw
+        idle_state_.fetch_add(kOneAsleep - (w.searching ? kOneSearching : 0));
+        w.searching = false;
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        if (any_local_work()) {
+            // Not idle after all. We are still at the back of idle_: we
+            // have held the lock since we pushed ourselves.
+            idle_.pop_back();
+            idle_state_.fetch_add(kOneSearching - kOneAsleep);
+            w.searching = true;
+            continue;  // search (and steal) again
+        }
+        lock.unlock();
+        w.parker.park();
+        // Unparked by a push (which counted us as searching, so that no
+        // other worker is woken until we find work or park again), or by
+        // the end of run(): the loop decides which.
+    }
+    if (w.searching) {
+        w.searching = false;
+        idle_state_.fetch_sub(kOneSearching);
+    }
+    return nullptr;
+}
+
+// find_work() with the shared queue: there is only the injection queue to
+// look at, and every push to it holds the mutex.
+TaskHeader* Scheduler::find_work_shared(Worker& w) {
+    Reactor* reactor;
+    {
+        std::lock_guard lock(mutex_);
+        if (!w.searching) {
+            w.searching = true;  // while we search, wakes leave the parked workers alone
+            idle_state_.fetch_add(kOneSearching);
+        }
+        reactor = reactor_.get();
+    }
+    if (reactor) reactor->poll_before_sleeping();
+    const auto give_up = std::chrono::steady_clock::now() + kSpin;
+    for (unsigned i = 1; !exit_.load(std::memory_order_relaxed); ++i) {
+        if (queued_.load(std::memory_order_relaxed) > 0) {  // a hint; the lock decides
+            std::lock_guard lock(mutex_);
+            if (TaskHeader* task = pop_locked(w)) return task;
+        }
+        cpu_relax();
+        if (i % 64 == 0 && std::chrono::steady_clock::now() > give_up) break;
+    }
+    std::unique_lock lock(mutex_);
+    for (;;) {
+        // Register as idle under the mutex that every push holds; a push
+        // after our unlock finds us in idle_ and unparks us, and the Parker
+        // keeps that token even if it comes before park() does.
+        if (exit_.load(std::memory_order_relaxed)) break;
+        if (TaskHeader* task = pop_locked(w)) return task;
+        idle_.push_back(&w);  // reserved: cannot throw
+        idle_state_.fetch_add(kOneAsleep - (w.searching ? kOneSearching : 0));
+        w.searching = false;
+        lock.unlock();
+        w.parker.park();
+        lock.lock();  // unparked by a push (which counted us as searching) or by the end
+    }
+    if (w.searching) {
+        w.searching = false;
+        idle_state_.fetch_sub(kOneSearching);
+    }
+    return nullptr;
+}
+
+}  // namespace fiber::detail

@@ -1,0 +1,161 @@
+// spawn() and JoinHandle: the value, the exception, abort, detach; awaiting
+// a handle is itself cancellable; spawn outside a runtime fails loudly.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <stdexcept>
+#include <string>
+
+#include "fiber/cancel.hpp"
+#include "fiber/join_handle.hpp"
+#include "fiber/sleep.hpp"
+#include "fiber/yield.hpp"
+#include "tcp_helpers.hpp"
+
+using namespace std::chrono_literals;
+using fiber::Cancelled;
+using fiber::Task;
+
+namespace {
+
+Task<int> answer() { co_return 42; }
+
+Task<int> fails() {
+    co_await fiber::yield_now();
+    throw std::runtime_error("boom");
+}
+
+}  // namespace
+
+TEST(JoinHandle, AwaitGivesTheValue) {
+    run_test([](fiber::Spawner) -> Task<> {
+        auto handle = fiber::spawn(answer());
+        EXPECT_EQ(co_await handle, 42);
+    });
+}
+
+TEST(JoinHandle, AwaitGivesAMoveOnlyValue) {
+    run_test([](fiber::Spawner) -> Task<> {
+        auto handle = fiber::spawn([]() -> Task<std::unique_ptr<std::string>> {
+            co_return std::make_unique<std::string>("moved");
+        }());
+        auto value = co_await std::move(handle);
+        EXPECT_EQ(*value, "moved");
+    });
+}
+
+TEST(JoinHandle, AwaitRethrowsTheException) {
+    run_test([](fiber::Spawner) -> Task<> {
+        auto handle = fiber::spawn(fails());
+        try {
+            (void)co_await handle;
+            ADD_FAILURE() << "no exception";
+        } catch (const std::runtime_error& e) {
+            EXPECT_STREQ(e.what(), "boom");
+        }
+    });
+}
+
+TEST(JoinHandle, AwaitAfterTheTaskFinished) {
+    run_test([](fiber::Spawner) -> Task<> {
+        auto handle = fiber::spawn(answer());
+        while (!handle.is_finished()) co_await fiber::yield_now();
+        handle.abort();  // finished: does nothing
+        EXPECT_EQ(co_await handle, 42);
+    });
+}
+
+TEST(JoinHandle, AResultIsTakenOnce) {
+    run_test([](fiber::Spawner) -> Task<> {
+        auto handle = fiber::spawn(answer());
+        EXPECT_EQ(co_await handle, 42);
+        EXPECT_THROW((void)co_await handle, std::logic_error);
+    });
+}
+
+TEST(JoinHandle, DestroyingTheHandleDetachesTheTask) {
+    run_test([](fiber::Spawner) -> Task<> {
+        Countdown finished(1);
+        std::atomic<bool> go = false;
+        {
+            auto handle = fiber::spawn([](std::atomic<bool>& go, Countdown& finished) -> Task<> {
+                while (!go.load()) co_await fiber::yield_now();
+                finished.done();
+            }(go, finished));
+        }  // detached: it runs on
+        go = true;
+        co_await finished.wait();
+    });
+}
+
+TEST(JoinHandle, ADetachedTaskThatFailsIsReported) {
+    testing::internal::CaptureStderr();
+    // One worker: the failing task runs on to its end, where the last
+    // reference goes and the report is printed, before the waiter runs.
+    run_on_one_worker([](fiber::Spawner) -> Task<> {
+        Countdown finished(1);
+        fiber::spawn([](Countdown& finished) -> Task<> {
+            struct Done {
+                Countdown& c;
+                ~Done() { c.done(); }
+            } done{finished};
+            throw std::runtime_error("lost?");
+            co_return;
+        }(finished))
+            .detach();
+        co_await finished.wait();
+    });
+    const std::string err = testing::internal::GetCapturedStderr();
+    EXPECT_NE(err.find("fiber: a spawned task failed: lost?"), std::string::npos) << err;
+}
+
+TEST(JoinHandle, AwaitingAnAbortedTaskThrowsCancelled) {
+    run_test([](fiber::Spawner) -> Task<> {
+        auto handle = fiber::spawn([]() -> Task<int> {
+            co_await fiber::sleep_for(1h);
+            co_return 1;
+        }());
+        handle.abort();
+        EXPECT_THROW(co_await handle, Cancelled);
+    });
+}
+
+TEST(JoinHandle, AwaitingAHandleEndsWhenTheAwaiterIsAborted) {
+    run_test([](fiber::Spawner) -> Task<> {
+        std::atomic<bool> started = false;
+        auto sleeper = fiber::spawn([]() -> Task<int> {
+            co_await fiber::sleep_for(1h);
+            co_return 1;
+        }());
+        auto waiter = fiber::spawn([](fiber::JoinHandle<int>& h, std::atomic<bool>& s) -> Task<> {
+            s = true;
+            (void)co_await h;
+        }(sleeper, started));
+        while (!started.load()) co_await fiber::yield_now();
+        waiter.abort();
+        EXPECT_THROW(co_await waiter, Cancelled);
+        EXPECT_FALSE(sleeper.is_finished());  // the awaited task runs on
+        sleeper.abort();
+        EXPECT_THROW(co_await sleeper, Cancelled);
+    });
+}
+
+TEST(JoinHandle, SpawnOutsideARuntimeThrows) {
+    EXPECT_THROW((void)fiber::spawn(answer()), std::logic_error);
+}
+
+TEST(JoinHandle, ManySpawnedTasksOnSeveralWorkers) {
+    run_test([](fiber::Spawner) -> Task<> {
+        std::vector<fiber::JoinHandle<int>> handles;
+        for (int i = 0; i < 1000; ++i) {
+            handles.push_back(fiber::spawn([](int i) -> Task<int> {
+                co_await fiber::yield_now();
+                co_return i;
+            }(i)));
+        }
+        long sum = 0;
+        for (auto& h : handles) sum += co_await h;
+        EXPECT_EQ(sum, 999L * 1000 / 2);
+    });
+}

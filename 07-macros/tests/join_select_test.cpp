@@ -1,0 +1,318 @@
+// join, select and timeout: results, exceptions, and cancellation of the
+// children that are no longer needed, which have unwound (destructors run,
+// timers and I/O waits gone) before join or select returns.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <variant>
+
+#include "common/testing/fd_count.hpp"
+#include "common/testing/live_counter.hpp"
+#include "fiber/cancel.hpp"
+#include "fiber/join.hpp"
+#include "fiber/join_handle.hpp"
+#include "fiber/select.hpp"
+#include "fiber/sleep.hpp"
+#include "fiber/tcp.hpp"
+#include "fiber/timeout.hpp"
+#include "fiber/yield.hpp"
+#include "tcp_helpers.hpp"
+
+using namespace std::chrono_literals;
+using fiber::Cancelled;
+using fiber::Task;
+using fiber::TcpListener;
+using fiber::TcpStream;
+using fiber::common::LiveCounter;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+Task<int> value(int v) { co_return v; }
+
+Task<int> value_later(int v) {
+    co_await fiber::sleep_for(2ms);
+    co_return v;
+}
+
+Task<> nothing() { co_return; }
+
+Task<int> fails() {
+    co_await fiber::yield_now();
+    throw std::runtime_error("boom");
+}
+
+// Sets `unwound` when its frame goes: the destructor of a cancelled task.
+struct Flag {
+    explicit Flag(std::atomic<int>& c) : count(c) {}
+    ~Flag() { ++count; }
+    std::atomic<int>& count;
+    LiveCounter alive;
+};
+
+Task<int> sleep_forever(std::atomic<int>& unwound) {
+    Flag flag{unwound};
+    co_await fiber::sleep_for(1h);
+    ADD_FAILURE() << "a loser's sleep ran to its end";
+    co_return -1;
+}
+
+Task<std::size_t> read_forever(TcpStream& stream, std::atomic<int>& unwound) {
+    Flag flag{unwound};
+    std::byte buffer[16];
+    co_return co_await stream.read(buffer);
+}
+
+Task<int> accept_forever(TcpListener& listener, std::atomic<int>& unwound) {
+    Flag flag{unwound};
+    (void)co_await listener.accept();
+    ADD_FAILURE() << "nobody connected";
+    co_return -1;
+}
+
+struct Pair {
+    TcpStream client;
+    TcpStream server;
+};
+
+Task<Pair> connected_pair() {
+    auto listener = TcpListener::bind("127.0.0.1:0");
+    TcpStream client = co_await TcpStream::connect(listener.local_address());
+    TcpStream server = (co_await listener.accept()).stream;
+    co_return Pair{std::move(client), std::move(server)};
+}
+
+}  // namespace
+
+TEST(Join, GivesEveryValueInOrder) {
+    run_test([](fiber::Spawner) -> Task<> {
+        auto [a, b, c] = co_await fiber::join(value_later(1), value(2), value_later(3));
+        EXPECT_EQ(a, 1);
+        EXPECT_EQ(b, 2);
+        EXPECT_EQ(c, 3);
+    });
+}
+
+TEST(Join, AVoidTaskGivesMonostate) {
+    run_test([](fiber::Spawner) -> Task<> {
+        auto result = co_await fiber::join(nothing(), value(5));
+        static_assert(std::is_same_v<decltype(result), std::tuple<std::monostate, int>>);
+        EXPECT_EQ(std::get<1>(result), 5);
+    });
+}
+
+TEST(Join, ChildrenRunConcurrently) {
+    run_test([](fiber::Spawner) -> Task<> {
+        // Each waits for the other: only concurrent children get through.
+        std::atomic<int> arrived = 0;
+        auto meet = [](std::atomic<int>& arrived) -> Task<int> {
+            ++arrived;
+            while (arrived.load() < 2) co_await fiber::yield_now();
+            co_return 1;
+        };
+        auto [a, b] = co_await fiber::join(meet(arrived), meet(arrived));
+        EXPECT_EQ(a + b, 2);
+    });
+}
+
+TEST(Join, AnExceptionCancelsTheOthersAndIsRethrownAfterThem) {
+    const long before = LiveCounter::live();
+    run_test([](fiber::Spawner) -> Task<> {
+        std::atomic<int> unwound = 0;
+        Pair pair = co_await connected_pair();
+        try {
+            (void)co_await fiber::join(sleep_forever(unwound), fails(),
+                                       read_forever(pair.server, unwound));
+            ADD_FAILURE() << "join returned";
+        } catch (const std::runtime_error& e) {
+            EXPECT_STREQ(e.what(), "boom");
+            EXPECT_EQ(unwound.load(), 2);  // both have unwound already
+        }
+    });
+    EXPECT_EQ(LiveCounter::live(), before);
+}
+
+TEST(Select, TheFirstToFinishWinsAndTheLosersUnwindFirst) {
+    const long before = LiveCounter::live();
+    run_test([](fiber::Spawner) -> Task<> {
+        std::atomic<int> unwound = 0;
+        Pair pair = co_await connected_pair();
+        auto listener = TcpListener::bind("127.0.0.1:0");
+        auto result = co_await fiber::select(sleep_forever(unwound), value_later(7),
+                                             read_forever(pair.server, unwound),
+                                             accept_forever(listener, unwound));
+        EXPECT_EQ(result.index(), 1u);
+        EXPECT_EQ(std::get<1>(result), 7);
+        EXPECT_EQ(unwound.load(), 3);  // every loser's destructors ran
+        // Their waits are gone: the stream and the listener work again.
+        co_await pair.client.write_all(bytes("hi"));
+        EXPECT_EQ(co_await read_exactly(pair.server, 2), "hi");
+        TcpStream client = co_await TcpStream::connect(listener.local_address());
+        TcpStream server = (co_await listener.accept()).stream;
+        EXPECT_NE(server.handle(), fiber::common::invalid_handle);
+    });
+    EXPECT_EQ(LiveCounter::live(), before);
+}
+
+TEST(Select, LosersAreCancelledPromptly) {
+    run_test([](fiber::Spawner) -> Task<> {
+        std::atomic<int> unwound = 0;
+        Pair pair = co_await connected_pair();
+        auto winner = []() -> Task<Clock::time_point> {
+            co_await fiber::sleep_for(5ms);
+            co_return Clock::now();
+        };
+        auto result = co_await fiber::select(winner(), sleep_forever(unwound),
+                                             read_forever(pair.server, unwound));
+        const auto lag = Clock::now() - std::get<0>(result);
+        EXPECT_EQ(unwound.load(), 2);
+        // A millisecond on an idle machine; generous for sanitizers and CI.
+        EXPECT_LT(lag, 200ms);
+    });
+}
+
+TEST(Select, AWinnersExceptionIsRethrown) {
+    run_test([](fiber::Spawner) -> Task<> {
+        std::atomic<int> unwound = 0;
+        EXPECT_THROW((void)co_await fiber::select(sleep_forever(unwound), fails()),
+                     std::runtime_error);
+        EXPECT_EQ(unwound.load(), 1);
+    });
+}
+
+TEST(Select, SameTypesAreToldApartByIndex) {
+    run_test([](fiber::Spawner) -> Task<> {
+        std::atomic<int> unwound = 0;
+        auto result = co_await fiber::select(sleep_forever(unwound), value(9));
+        EXPECT_EQ(result.index(), 1u);
+        EXPECT_EQ(std::get<1>(result), 9);
+    });
+}
+
+// Both children finish at the same moment, on two workers when there are
+// several: exactly one wins, the other runs to its end as a loser.
+TEST(Select, TwoChildrenFinishingAtOnceGiveOneWinner) {
+    run_test([](fiber::Spawner) -> Task<> {
+        int wins[2] = {0, 0};
+        for (int i = 0; i < 2000; ++i) {
+            std::atomic<int> arrived = 0;
+            std::atomic<int> finished = 0;
+            auto racer = [](std::atomic<int>& arrived, std::atomic<int>& finished) -> Task<int> {
+                ++arrived;
+                while (arrived.load() < 2) co_await fiber::yield_now();
+                ++finished;
+                co_return 1;
+            };
+            auto result =
+                co_await fiber::select(racer(arrived, finished), racer(arrived, finished));
+            ++wins[result.index()];
+            EXPECT_EQ(finished.load(), 2);  // the loser finished too, before select returned
+        }
+        EXPECT_EQ(wins[0] + wins[1], 2000);
+    });
+}
+
+TEST(Select, TenThousandSelectsLeakNoFrameAndNoDescriptor) {
+    const long before = LiveCounter::live();
+    const auto fds_before = fiber::common::open_descriptors();
+    run_test([](fiber::Spawner) -> Task<> {
+        std::atomic<int> unwound = 0;
+        Pair pair = co_await connected_pair();
+        for (int i = 0; i < 10000; ++i) {
+            auto result = co_await fiber::select(read_forever(pair.server, unwound),
+                                                 sleep_forever(unwound), value(i));
+            EXPECT_EQ(std::get<2>(result), i);
+        }
+        EXPECT_EQ(unwound.load(), 20000);
+    });
+    EXPECT_EQ(LiveCounter::live(), before);
+    const auto fds_after = fiber::common::open_descriptors();
+    if (fds_before && fds_after) {
+        EXPECT_EQ(*fds_after, *fds_before);
+    }
+}
+
+TEST(Timeout, GivesTheValueInTime) {
+    run_test([](fiber::Spawner) -> Task<> {
+        EXPECT_EQ(co_await fiber::timeout(10s, value_later(3)), 3);
+        co_await fiber::timeout(10s, nothing());
+    });
+}
+
+TEST(Timeout, ThrowsTimedOutAndCancelsTheTask) {
+    run_test([](fiber::Spawner) -> Task<> {
+        std::atomic<int> unwound = 0;
+        const auto t0 = Clock::now();
+        EXPECT_THROW((void)co_await fiber::timeout(20ms, sleep_forever(unwound)), fiber::TimedOut);
+        EXPECT_GE(Clock::now() - t0, 20ms);
+        EXPECT_EQ(unwound.load(), 1);
+    });
+}
+
+TEST(Timeout, ATimedOutReadLeavesNoWaitBehind) {
+    run_test([](fiber::Spawner) -> Task<> {
+        std::atomic<int> unwound = 0;
+        Pair pair = co_await connected_pair();
+        EXPECT_THROW((void)co_await fiber::timeout(5ms, read_forever(pair.server, unwound)),
+                     fiber::TimedOut);
+        co_await pair.client.write_all(bytes("ok"));
+        EXPECT_EQ(co_await fiber::timeout(10s, read_exactly(pair.server, 2)), "ok");
+    });
+}
+
+namespace {
+
+// Three levels: a spawned task joins a select, which waits on a read and a
+// sleep, beside a join of two sleeps.
+Task<int> level3(TcpStream& stream, std::atomic<int>& unwound) {
+    Flag flag{unwound};
+    auto r = co_await fiber::select(read_forever(stream, unwound), sleep_forever(unwound));
+    co_return static_cast<int>(r.index());
+}
+
+Task<int> level2(TcpStream& stream, std::atomic<int>& unwound) {
+    Flag flag{unwound};
+    auto [a, b] = co_await fiber::join(level3(stream, unwound), sleep_forever(unwound));
+    co_return a + b;
+}
+
+Task<int> level1(TcpStream& stream, std::atomic<int>& unwound, std::atomic<bool>& started) {
+    Flag flag{unwound};
+    started = true;
+    auto [a, b] = co_await fiber::join(level2(stream, unwound), sleep_forever(unwound));
+    co_return a + b;
+}
+
+}  // namespace
+
+TEST(Cancel, AStopReachesATaskNestedThreeLevelsDeep) {
+    const long before = LiveCounter::live();
+    run_test([](fiber::Spawner) -> Task<> {
+        std::atomic<int> unwound = 0;
+        std::atomic<bool> started = false;
+        Pair pair = co_await connected_pair();
+        auto handle = fiber::spawn(level1(pair.server, unwound, started));
+        while (!started.load()) co_await fiber::yield_now();
+        for (int i = 0; i < 10; ++i) co_await fiber::yield_now();
+        handle.abort();
+        EXPECT_THROW(co_await handle, Cancelled);
+        // level1..3, two sleeps joined, and the read and sleep selected.
+        EXPECT_EQ(unwound.load(), 7);
+    });
+    EXPECT_EQ(LiveCounter::live(), before);
+}
+
+TEST(Cancel, ASelectInsideATimeoutIsCancelledWithIt) {
+    run_test([](fiber::Spawner) -> Task<> {
+        std::atomic<int> unwound = 0;
+        Pair pair = co_await connected_pair();
+        EXPECT_THROW((void)co_await fiber::timeout(5ms, level3(pair.server, unwound)),
+                     fiber::TimedOut);
+        EXPECT_EQ(unwound.load(), 3);
+    });
+}
