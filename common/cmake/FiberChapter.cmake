@@ -13,6 +13,7 @@
 #                    count, named NN/wK/..., with FIBER_WORKERS=K set (the
 #                    default worker count of new_executor_and_spawner)
 #   tests/*.py       end-to-end tests that run the examples, labelled NN
+#   tests/consumer/  a project that uses fiber::fiber; a test builds and runs it
 #   bench/*.cpp      one Google Benchmark binary
 set(FIBER_CMAKE_DIR "${CMAKE_CURRENT_LIST_DIR}")
 
@@ -33,6 +34,9 @@ function(fiber_chapter)
     target_link_libraries(${nn}_fiber ${scope} fiber_common)
 
     file(GLOB examples CONFIGURE_DEPENDS examples/*.cpp)
+    if(NOT FIBER_BUILD_EXAMPLES)
+        set(examples "")
+    endif()
     foreach(src IN LISTS examples)
         get_filename_component(name "${src}" NAME_WE)
         add_executable(${nn}_${name} "${src}")
@@ -78,6 +82,12 @@ function(fiber_chapter)
             set_tests_properties(${nn}/${name} PROPERTIES
                 LABELS ${nn} TIMEOUT ${FIBER_TEST_TIMEOUT})
         endforeach()
+    endif()
+
+    # tests/consumer/: a project of its own that uses fiber::fiber, configured,
+    # built and run by a test (see fiber_add_consumer_tests below).
+    if(FIBER_BUILD_TESTS AND EXISTS "${CMAKE_CURRENT_SOURCE_DIR}/tests/consumer/CMakeLists.txt")
+        fiber_add_consumer_tests(${nn})
     endif()
 
     file(GLOB benches CONFIGURE_DEPENDS bench/*.cpp)
@@ -150,4 +160,82 @@ function(fiber_add_tour_step nn dir examples)
     endif()
     add_dependencies(tour ${nn}_tour)
     set_property(GLOBAL PROPERTY FIBER_LAST_TOUR_STEP ${nn}_tour)
+endfunction()
+
+# fiber_export_library(dir): fiber::fiber, the library another project links,
+# is the runtime of the last chapter, dir. A program that links it gets the
+# chapter and the repository root on its include path ("fiber/task.hpp",
+# "common/log.hpp"), threads (and ws2_32 on Windows) through fiber_common,
+# C++20, and with GCC the flag that makes symmetric transfer a tail call
+# (FiberOptions.cmake): its own coroutines need it as much as the runtime's.
+function(fiber_export_library dir)
+    string(SUBSTRING "${dir}" 0 2 nn)
+    get_target_property(type ${nn}_fiber TYPE)
+    if(type STREQUAL "INTERFACE_LIBRARY")
+        set(scope INTERFACE)
+    else()
+        set(scope PUBLIC)
+    endif()
+    target_compile_features(${nn}_fiber ${scope} cxx_std_20)
+    target_compile_options(${nn}_fiber INTERFACE
+        $<$<CXX_COMPILER_ID:GNU>:-foptimize-sibling-calls>)
+    add_library(fiber::fiber ALIAS ${nn}_fiber)
+endfunction()
+
+# The tests NN/consumer/add_subdirectory and NN/consumer/fetchcontent
+# configure tests/consumer/ as a separate project, in the two ways README.md
+# shows, build it, and run its program (run_consumer.cmake), whose output must
+# match tests/consumer/consumer.expect. The consumer gets this build's
+# compiler, toolchain file, build type and flags: the warnings, the
+# sanitizers and, on Windows, -static, as every program here. It downloads
+# nothing: GoogleTest and Google Benchmark are switched off for it.
+function(fiber_add_consumer_tests nn)
+    get_directory_property(compile_options COMPILE_OPTIONS)
+    get_directory_property(link_options LINK_OPTIONS)
+    list(JOIN compile_options " " compile_flags)
+    list(JOIN link_options " " link_flags)
+    string(TOUPPER "${CMAKE_BUILD_TYPE}" config)
+    set(args
+        "-DCMAKE_BUILD_TYPE=${CMAKE_BUILD_TYPE}"
+        "-DCMAKE_CXX_FLAGS=${CMAKE_CXX_FLAGS} ${compile_flags}"
+        "-DCMAKE_EXE_LINKER_FLAGS=${CMAKE_EXE_LINKER_FLAGS} ${link_flags}"
+        "-DFIBER_POLLER=${FIBER_POLLER}"
+        -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON
+        -DCMAKE_DISABLE_FIND_PACKAGE_benchmark=ON
+        -DFETCHCONTENT_FULLY_DISCONNECTED=ON)
+    if(config)
+        list(APPEND args "-DCMAKE_CXX_FLAGS_${config}=${CMAKE_CXX_FLAGS_${config}}")
+    endif()
+    if(CMAKE_TOOLCHAIN_FILE)
+        list(APPEND args "-DCMAKE_TOOLCHAIN_FILE=${CMAKE_TOOLCHAIN_FILE}")
+    else()
+        list(APPEND args "-DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER}")
+    endif()
+    if(FIBER_KQUEUE_ROOT)
+        list(APPEND args "-DFIBER_KQUEUE_ROOT=${FIBER_KQUEUE_ROOT}")
+    endif()
+
+    # The settings go to the script in a file: a list on a command line
+    # would be split apart by add_test.
+    set(settings "${CMAKE_CURRENT_BINARY_DIR}/consumer-settings.cmake")
+    string(CONCAT content
+        "set(CONSUMER_ARGS [==[${args}]==])\n"
+        "set(CONSUMER_SOURCE [==[${CMAKE_CURRENT_SOURCE_DIR}/tests/consumer]==])\n"
+        "set(FIBER_SOURCE_DIR [==[${PROJECT_SOURCE_DIR}]==])\n"
+        "set(GENERATOR [==[${CMAKE_GENERATOR}]==])\n"
+        "set(MAKE_PROGRAM [==[${CMAKE_MAKE_PROGRAM}]==])\n"
+        "set(SUFFIX [==[${CMAKE_EXECUTABLE_SUFFIX}]==])\n"
+        "set(EMULATOR [==[${CMAKE_CROSSCOMPILING_EMULATOR}]==])\n")
+    file(WRITE "${settings}" "${content}")
+
+    foreach(mode IN ITEMS add_subdirectory fetchcontent)
+        set(test ${nn}/consumer/${mode})
+        add_test(NAME ${test}
+            COMMAND "${CMAKE_COMMAND}" "-DSETTINGS=${settings}" "-DMODE=${mode}"
+                "-DBINARY=${CMAKE_CURRENT_BINARY_DIR}/consumer-${mode}"
+                -P "${FIBER_CMAKE_DIR}/run_consumer.cmake")
+        # A build of its own: alone, so that it slows no timed test down,
+        # and with more time than a test that only runs.
+        set_tests_properties(${test} PROPERTIES LABELS ${nn} RUN_SERIAL TRUE TIMEOUT 600)
+    endforeach()
 endfunction()
