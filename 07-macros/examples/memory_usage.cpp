@@ -23,12 +23,26 @@
 
 // Sanitizers put red zones around every block and keep freed ones for a
 // while: their figures say little, and a million tasks take long there.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+// ThreadSanitizer also brings its own operator new, so ours (which counts
+// the frames) is left out there, and the frames go unmeasured.
+#if defined(__SANITIZE_THREAD__)
+#define MEMORY_USAGE_SANITIZED 1
+#define MEMORY_USAGE_OWN_NEW 0
+#elif defined(__SANITIZE_ADDRESS__)
 #define MEMORY_USAGE_SANITIZED 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#if __has_feature(thread_sanitizer)
+#define MEMORY_USAGE_SANITIZED 1
+#define MEMORY_USAGE_OWN_NEW 0
+#elif __has_feature(address_sanitizer)
 #define MEMORY_USAGE_SANITIZED 1
 #endif
+#endif
+#ifndef MEMORY_USAGE_SANITIZED
+#define MEMORY_USAGE_SANITIZED 0
+#endif
+#ifndef MEMORY_USAGE_OWN_NEW
+#define MEMORY_USAGE_OWN_NEW 1
 #endif
 
 namespace {
@@ -158,6 +172,14 @@ double per_task(std::size_t bytes, std::size_t tasks) {
     return static_cast<double>(bytes) / static_cast<double>(tasks);
 }
 
+void print_frame(const char* what, const Recording& r) {
+    if (r.allocations == 0) {
+        std::printf("  %-30s not measured (no counting operator new here)\n", what);
+    } else {
+        std::printf("  %-30s %4zu B in %zu allocation(s)\n", what, r.bytes, r.allocations);
+    }
+}
+
 void report(const Figures& f) {
     using Root = fiber::detail::Root::promise_type;
     const std::size_t frames = f.task_frame.bytes + f.root_frame.bytes;
@@ -175,25 +197,24 @@ void report(const Figures& f) {
     std::printf("(a sanitizer build: its red zones inflate every block)\n");
 #endif
     std::printf("where they go, per task:\n");
-    std::printf("  task frame, parked():     %4zu B in %zu allocation(s)\n", f.task_frame.bytes,
-                f.task_frame.allocations);
-    std::printf("  root frame, the executor's: %2zu B in %zu allocation(s)\n", f.root_frame.bytes,
-                f.root_frame.allocations);
-    std::printf("    of which its promise:   %4zu B (TaskHeader %zu B)\n", sizeof(Root),
+    print_frame("task frame, parked():", f.task_frame);
+    print_frame("root frame, the executor's:", f.root_frame);
+    std::printf("    of which its promise:        %4zu B (TaskHeader %zu B)\n", sizeof(Root),
                 sizeof(fiber::detail::TaskHeader));
-    std::printf("  its Waker, in the lot:    %4zu B\n", sizeof(fiber::Waker));
-    if (f.before != 0 && f.after != 0) {
+    std::printf("  its Waker, in the lot:         %4zu B\n", sizeof(fiber::Waker));
+    if (f.before != 0 && f.after != 0 && frames != 0) {
         const double rest = per_task(f.after - f.before, f.tasks) -
                             static_cast<double>(frames + sizeof(fiber::Waker));
         // glibc's malloc adds an 8-byte header and rounds each block up to
         // 16 bytes: two blocks per task cost 16 to 46 bytes beyond the
         // frames. Page tables and the allocator's free lists add a little.
-        std::printf("  malloc's headers and the rest: %.0f B\n", rest);
+        std::printf("  malloc's headers, the rest:    %4.0f B\n", rest);
     }
 }
 
 }  // namespace
 
+#if MEMORY_USAGE_OWN_NEW
 // Counts the allocations of a thread that records; the others pass through.
 void* operator new(std::size_t size) {
     if (Recording* r = t_recording) {
@@ -205,6 +226,7 @@ void* operator new(std::size_t size) {
 }
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#endif
 
 int main(int argc, char** argv) {
 #if MEMORY_USAGE_SANITIZED
