@@ -4,9 +4,11 @@
 // frame, the root frame the executor wraps around it, and its Waker.
 // A counting operator new (below) measures the frames as the compiler
 // sized them; the resident memory adds what malloc puts around each block.
+#include <coroutine>
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <mutex>
 #include <new>
 #include <utility>
