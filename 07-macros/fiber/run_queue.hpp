@@ -107,7 +107,10 @@ public:
             std::uint32_t head = head_.load(std::memory_order_acquire);
             const std::uint32_t tail = tail_.load(std::memory_order_acquire);
             n = tail - head;
-            if (n == 0 || n > kCapacity) return nullptr;  // n > kCapacity: impossible, see above
+            // n > kCapacity: the owner popped and pushed more than a ring's
+            // worth between our two loads, so our head is stale. Give up this
+            // try; the owner is busy, and a searcher looks again.
+            if (n == 0 || n > kCapacity) return nullptr;
             n -= n / 2;
             if (n > room) n = room;
             if (n == 0) return nullptr;
