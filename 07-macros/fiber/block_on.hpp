@@ -1,10 +1,13 @@
-// block_on(task): run one task on a fresh executor, on this thread, and
-// hand back what it returned, or rethrow what it threw.
+// block_on(task): run one task on this thread, and hand back what it
+// returned, or rethrow what it threw. Each thread keeps a runtime for it,
+// made on first use: one worker, the thread itself. block_on of a task
+// that never suspends is a plain call of its coroutine, with no queue and
+// no lock; one that suspends runs the worker loop until the task is done.
 #pragma once
 
-#include <exception>
+#include <coroutine>
+#include <cstddef>
 #include <stdexcept>
-#include <type_traits>
 #include <utility>
 
 #include "fiber/executor.hpp"
@@ -14,42 +17,42 @@ namespace fiber {
 
 namespace detail {
 
-// The root task of block_on: awaits `task`, stores its outcome where
-// block_on can read it after run() returns, and stops the executor: tasks
-// that `task` spawned and that still wait (an accept loop, a long sleep)
-// must not keep block_on from returning.
+// Runs `top`, the frame of block_on's task, as the task whose root is
+// `root`: with `workers` 1, on the thread's own runtime (unless a block_on
+// further up this thread's stack is using it: then, as with any other
+// count, on a new runtime of `workers` threads, 0 meaning the default).
+// Returns once the task has finished, or once nothing is left that could
+// wake it; the tasks it spawned that still wait are destroyed by then.
+void block_on_root(TaskRoot& root, std::coroutine_handle<> top, std::size_t workers);
+
 template <typename T>
-Task<> capture(Task<T> task, Result<T>& out, Executor& executor) {
-    try {
-        if constexpr (std::is_void_v<T>) {
-            co_await std::move(task);
-            out.set_value();
-        } else {
-            out.set_value(co_await std::move(task));
-        }
-    } catch (...) {
-        out.set_exception(std::current_exception());
+T block_on(Task<T> task, std::size_t workers) {
+    // The awaiter owns the frame (and destroys it on the way out); the
+    // task's result stays in it until await_resume() takes it. Its
+    // continuation is the no-op coroutine: when the task returns, the
+    // resume that ran its last step simply returns.
+    typename Task<T>::Awaiter frame = std::move(task).operator co_await();
+    TaskRoot root;
+    block_on_root(root, frame.child, workers);
+    if (!frame.child.done()) {
+        throw std::logic_error(
+            "fiber::block_on: the task is suspended and nothing is left to wake it");
     }
-    executor.stop();
+    return frame.await_resume();
 }
 
 }  // namespace detail
 
 /// Runs `task` to completion on the calling thread and returns its result.
 /// An exception that escapes the task is rethrown here. Tasks it spawns run
-/// on the same executor; those still pending when `task` finishes are
-/// destroyed (after the reactor stops) before block_on returns.
+/// on the same runtime, on this thread; those still pending when `task`
+/// finishes are destroyed (after the reactor stops) before block_on
+/// returns. The runtime is the thread's own and is reused by the next
+/// block_on; inside a task (nested), block_on runs on a runtime of its own
+/// and blocks the calling worker until its task is done.
 template <typename T>
 T block_on(Task<T> task) {
-    detail::Result<T> result;
-    auto [executor, spawner] = new_executor_and_spawner();
-    spawner.spawn(detail::capture(std::move(task), result, executor));
-    executor.run();
-    if (!result.ready()) {
-        throw std::logic_error(
-            "fiber::block_on: the task is suspended and nothing is left to wake it");
-    }
-    return result.get();
+    return detail::block_on(std::move(task), 1);
 }
 
 }  // namespace fiber

@@ -30,7 +30,7 @@ namespace detail {
 // that nothing can stop. It lives in the task's root promise, counted, so
 // it lives as long as the task, and as every awaiter the task suspends in.
 inline StopState* current_stop_state() noexcept {
-    Root::promise_type* root = current_root();
+    TaskRoot* root = current_root();
     return root ? root->stop.get() : nullptr;
 }
 

@@ -22,7 +22,7 @@ namespace detail {
 
 namespace {
 
-Root run_root(Task<> task) { co_await std::move(task); }
+Root wrap_root(Task<> task) { co_await std::move(task); }
 
 std::size_t default_workers() {
     if (const char* env = std::getenv("FIBER_WORKERS")) {
@@ -70,7 +70,7 @@ Scheduler::Scheduler(std::size_t workers, bool shared_queue) : shared_queue_(sha
 Scheduler::~Scheduler() { destroy_all(); }
 
 void Scheduler::spawn(Task<> task, StopRef stop) {
-    Root::Handle root = run_root(std::move(task)).handle;
+    Root::Handle root = wrap_root(std::move(task)).handle;
     Root::promise_type& p = root.promise();
     p.scheduler = this;
     p.resume_at = root;
@@ -232,8 +232,12 @@ void Scheduler::run() {
         for (const auto& w : workers_) w->searching = false;
         // The calling thread is worker 0. The others start when there is
         // work for them (see notify_locked()): block_on of one task starts
-        // no thread at all. Tasks spawned before run() woke nobody.
-        if (queued_.load(std::memory_order_relaxed) > 1) notify_locked();
+        // no thread at all. Tasks spawned before run() woke nobody, nor did
+        // those that block_on's task spawned into worker 0's queue in its
+        // first step (run_root()).
+        if (queued_.load(std::memory_order_relaxed) > 1 || !workers_[0]->queue.empty()) {
+            notify_locked();
+        }
     }
     // Every worker thread is joined before run() returns, so none outlives
     // it, and the Executor's destructor never destroys a frame that a
@@ -257,6 +261,69 @@ void Scheduler::run() {
         }
     } join{*this};
     work(*workers_[0]);
+}
+
+bool Scheduler::run_root(TaskRoot& root, std::coroutine_handle<> top) {
+    root.scheduler = this;
+    root.resume_at = top;
+    root_ = &root;
+    root_top_ = top;
+    Worker& w = *workers_[0];
+    // The first step runs right here, as a plain call: no queue, no lock,
+    // no thread started. Most tasks given to block_on either finish in it
+    // or spawn what they wait for in it. The step is run_task() without
+    // the queue, and with the root's running unit put off in the worker's
+    // balance, as a dropped Waker is. Deferring a +1 is not safe while
+    // run() runs (see waker_created()), but run() does not run yet: the
+    // worst another thread can do meanwhile is drop a Waker this step
+    // made and find refs_ at 1, which sets exit_; run() clears it under
+    // the lock, after our units are in.
+    root.state.store(TaskState::kRunning, std::memory_order_relaxed);
+    Worker* outer = std::exchange(t_worker, &w);
+    w.current = &root;
+    w.finished = false;
+    ++w.unsettled;
+    top.resume();
+    if (top.done()) {
+        w.current = nullptr;
+        // The running unit, and whatever the step put off (Wakers it made
+        // and dropped): refs_ is exact again, with no read-modify-write
+        // in the common case of a step that put nothing off.
+        if (--w.unsettled != 0) refs_.fetch_add(std::exchange(w.unsettled, 0));
+        t_worker = outer;
+        root_ = nullptr;
+        return true;
+    }
+    // It suspended: from here on, a run as Executor::run() does one.
+    TaskHeader* again = after_step(w, root);
+    t_worker = outer;
+    if (again) {
+        std::lock_guard lock(mutex_);
+        push_locked(*again, false);  // a yield: it runs first, as the only task queued
+    }
+    run();  // returns at once if nothing can wake the task: see block_on
+    root_ = nullptr;
+    return false;
+}
+
+bool Scheduler::reusable(bool first_step) noexcept {
+    // The task finished in its first step and nothing counts in refs_ but
+    // the owners: it spawned nothing (a spawned task would be queued, and
+    // counted), no Waker it made is left, and it started no reactor (only
+    // this thread could have). The lock-free check is what keeps block_on
+    // of a task that never suspends this cheap.
+    if (first_step) return refs_.load(std::memory_order_relaxed) == 1 && !reactor_;
+    // After a run, a task may also wait with no Waker left, or be queued.
+    std::shared_ptr<Reactor> reactor;
+    {
+        std::lock_guard lock(mutex_);
+        if (refs_.load() != 1 || roots_ || head_ || closed_) return false;
+        reactor = std::move(reactor_);  // the next block_on starts its own, as on a fresh runtime
+    }
+    // No task is left to wait in it; AsyncFds that outlive the block_on
+    // find it stopped, as if the runtime were gone.
+    if (reactor) reactor->stop();
+    return true;
 }
 
 void Scheduler::settle(Worker& w) {
@@ -405,10 +472,63 @@ void Scheduler::destroy_all() noexcept {
     }
 }
 
-// Every TaskHeader is a Root's promise: only spawn() makes them.
-Root::promise_type* current_root() noexcept {
+// Every TaskHeader is a TaskRoot: a Root's promise (spawn()) or
+// block_on's (run_root()).
+TaskRoot* current_root() noexcept {
     if (!t_worker || !t_worker->current) return nullptr;
-    return static_cast<Root::promise_type*>(t_worker->current);
+    return static_cast<TaskRoot*>(t_worker->current);
+}
+
+namespace {
+
+// The runtime block_on uses on this thread: one worker, the thread itself.
+// Made on first use and kept while every block_on leaves it as good as
+// new; one that leaves tasks, Wakers or a reactor behind is closed (as an
+// Executor's destructor does) and the next block_on makes a new one, so
+// that a late Waker of an earlier block_on finds its scheduler closed and
+// does nothing. Destroyed when the thread exits.
+struct ThreadRuntime {
+    Scheduler* scheduler = nullptr;  // the owners' unit in its refs_ is ours
+    bool busy = false;               // a block_on on this thread is using it
+    ~ThreadRuntime() {
+        if (scheduler) close(scheduler);
+    }
+    static void close(Scheduler* scheduler) noexcept {
+        scheduler->destroy_all();
+        scheduler->owners_gone();  // deletes it, or the last Waker will
+    }
+};
+thread_local ThreadRuntime t_runtime;
+
+}  // namespace
+
+void block_on_root(TaskRoot& root, std::coroutine_handle<> top, std::size_t workers) {
+    ThreadRuntime& rt = t_runtime;
+    if (workers != 1 || rt.busy) {
+        // Several workers (FIBER_MAIN), or a block_on inside a task that
+        // the thread's runtime runs (nested): a runtime of its own, closed
+        // after it. A nested block_on blocks the worker it is called on
+        // until its task is done, as any blocking call does.
+        struct Closer {
+            Scheduler* scheduler;
+            ~Closer() { ThreadRuntime::close(scheduler); }
+        } own{new Scheduler(workers, shared_queue_from_env())};
+        own.scheduler->run_root(root, top);
+        return;
+    }
+    if (!rt.scheduler) rt.scheduler = new Scheduler(1, shared_queue_from_env());
+    struct Release {
+        ThreadRuntime& rt;
+        bool first_step = false;
+        ~Release() {
+            rt.busy = false;
+            if (rt.scheduler->reusable(first_step)) return;
+            // Tasks left behind: destroyed now, before block_on returns.
+            ThreadRuntime::close(std::exchange(rt.scheduler, nullptr));
+        }
+    } release{rt};
+    rt.busy = true;
+    release.first_step = rt.scheduler->run_root(root, top);
 }
 
 std::shared_ptr<Reactor> current_reactor() {

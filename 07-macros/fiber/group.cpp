@@ -35,7 +35,7 @@ struct PassOn {
 }  // namespace
 
 Task<> run_children(Group& group, std::span<Task<>> children) {
-    Root::promise_type* root = current_root();
+    TaskRoot* root = current_root();
     if (!root) throw std::logic_error("fiber::join/select: not inside a task run by a runtime");
     // Registered before the children start, and kept until they have all
     // finished: a request that comes at any time reaches every one of them.

@@ -257,7 +257,7 @@ JoinHandle<T> spawn(Task<T> task) {
     static_assert(!std::is_reference_v<T>,
                   "fiber::spawn: a task that returns a reference "
                   "would hand it to another thread; return a value");
-    detail::Root::promise_type* root = detail::current_root();
+    detail::TaskRoot* root = detail::current_root();
     if (!root) {
         throw std::logic_error(
             "fiber::spawn: not inside a task run by a runtime (use a Spawner there)");

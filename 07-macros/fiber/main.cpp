@@ -28,7 +28,7 @@ namespace detail {
 int run_main(int argc, char** argv, Task<> (*body)()) noexcept {
     g_args = std::span<char* const>(argv, argc > 0 ? static_cast<std::size_t>(argc) : 0);
     try {
-        block_on(body());
+        detail::block_on(body(), 0);  // the default number of workers
     } catch (const std::exception& e) {
         std::fprintf(stderr, "fiber: uncaught exception: %s\n", e.what());
         return 1;

@@ -47,18 +47,24 @@ struct TaskHeader {
     TaskHeader* next_ready = nullptr;  // the injection queue is an intrusive list
 };
 
+/// What the code running in a task finds of its task (current_root()):
+/// its scheduler, for spawn(), and its stop state. A spawned task's is its
+/// Root's promise; block_on's task has one of its own, on block_on's stack.
+struct TaskRoot : TaskHeader {
+    Scheduler* scheduler = nullptr;
+    // Who may stop the task (fiber/cancel.hpp): the awaiters it
+    // suspends in register their stop callbacks here. Empty (no stop
+    // possible, no allocation) for a task spawned without one.
+    StopRef stop;
+};
+
 // The coroutine that owns a spawned task: it awaits the task, then destroys
 // itself. Its promise links it into the scheduler's list of live roots, so
 // that tasks still pending when the executor goes away can be destroyed.
 struct Root {
-    struct promise_type : TaskHeader {
-        Scheduler* scheduler = nullptr;
+    struct promise_type : TaskRoot {
         promise_type* prev = nullptr;
         promise_type* next = nullptr;
-        // Who may stop the task (fiber/cancel.hpp): the awaiters it
-        // suspends in register their stop callbacks here. Empty (no stop
-        // possible, no allocation) for a task spawned without one.
-        StopRef stop;
 
         Root get_return_object() noexcept { return {Handle::from_promise(*this)}; }
         std::suspend_always initial_suspend() noexcept { return {}; }
@@ -101,6 +107,13 @@ public:
     void waker_created();         // current_waker
     void waker_dropped();         // a Waker destroyed unused
     void run();
+    // block_on: runs `top` as the root task `root`, on this thread as
+    // worker 0, until it has finished or nothing is left that could wake it.
+    // Returns true if it finished in its first step: nothing else ran.
+    bool run_root(TaskRoot& root, std::coroutine_handle<> top);
+    // After run_root(): true if the scheduler is as good as new (no task,
+    // no Waker, no reactor) and may run the next block_on.
+    bool reusable(bool first_step) noexcept;
     void stop();
     void task_done(Root::Handle root) noexcept;  // unlinks and destroys it
     void destroy_all() noexcept;
@@ -110,14 +123,15 @@ public:
 
 private:
     // worker.cpp: one worker's loop and where it finds its tasks.
-    void work(Worker& w);                               // the loop
-    TaskHeader* next_task(Worker& w);                   // nullptr: run() is over
-    TaskHeader* find_work(Worker& w);                   // the idle path: search, then park
-    TaskHeader* find_work_shared(Worker& w);            // the same with the shared queue
-    TaskHeader* search(Worker& w);                      // injection queue, then steal
-    TaskHeader* steal(Worker& w);                       // half of another worker's queue
-    TaskHeader* take_injected(Worker& w);               // a batch into w's local queue
-    TaskHeader* run_task(Worker& w, TaskHeader& task);  // returns a task to run again now
+    void work(Worker& w);                                 // the loop
+    TaskHeader* next_task(Worker& w);                     // nullptr: run() is over
+    TaskHeader* find_work(Worker& w);                     // the idle path: search, then park
+    TaskHeader* find_work_shared(Worker& w);              // the same with the shared queue
+    TaskHeader* search(Worker& w);                        // injection queue, then steal
+    TaskHeader* steal(Worker& w);                         // half of another worker's queue
+    TaskHeader* take_injected(Worker& w);                 // a batch into w's local queue
+    TaskHeader* run_task(Worker& w, TaskHeader& task);    // returns a task to run again now
+    TaskHeader* after_step(Worker& w, TaskHeader& task);  // run_task() once the task suspended
     void schedule_local(Worker& w, TaskHeader& task, bool lifo);
     void push_local(Worker& w, TaskHeader& task);  // w's queue; overflows to injection
     void stop_searching(Worker& w);                // found work: maybe hand the search on
@@ -159,11 +173,15 @@ private:
     bool closed_ = false;               // the Executor is gone
     bool stop_ = false;                 // stop() was called: run() returns at the next boundary
     std::shared_ptr<Reactor> reactor_;  // shared with every AsyncFd and sleep
+    // block_on's task, while run_root() runs: its end ends the run. Set
+    // before the workers start, so they read it without the lock.
+    TaskHeader* root_ = nullptr;
+    std::coroutine_handle<> root_top_;  // its outermost frame: done() once it returned
 };
 
 /// The root of the task running on this thread, or nullptr outside a task:
 /// how spawn() finds its scheduler and an awaiter its task's stop state.
-Root::promise_type* current_root() noexcept;
+TaskRoot* current_root() noexcept;
 
 // The Scheduler of an Executor or Spawner; one that was moved from has none.
 inline Scheduler& checked(const std::shared_ptr<Scheduler>& scheduler, const char* who) {

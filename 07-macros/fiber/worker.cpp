@@ -82,10 +82,26 @@ TaskHeader* Scheduler::run_task(Worker& w, TaskHeader& task) {
     w.current = &task;
     w.finished = false;
     task.resume_at.resume();  // runs until the task suspends or finishes
+    return after_step(w, task);
+}
+
+// What a worker does once the task it resumed is back: it finished, or it
+// suspended (woken meanwhile or not). Returns the task if it must run again
+// at once.
+TaskHeader* Scheduler::after_step(Worker& w, TaskHeader& task) {
     w.current = nullptr;
     --w.unsettled;  // the task's running unit
     if (w.finished) {
         settle(w);  // the frame is gone: task_done() destroyed it
+        return nullptr;
+    }
+    if (&task == root_ && root_top_.done()) {
+        // block_on's task has returned: the run is over, whatever else is
+        // still queued or waiting (block_on destroys it). Its frame stays:
+        // block_on takes the result from it.
+        settle(w);
+        std::lock_guard lock(mutex_);
+        finish_locked();
         return nullptr;
     }
     // acquire: if another thread woke it (kNotified), we see what that

@@ -1,12 +1,19 @@
-// block_on runs one task on the calling thread and returns its result.
+// block_on runs one task on the calling thread and returns its result, on
+// a runtime that the thread keeps for the next block_on.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "common/testing/fail_alloc.hpp"
 #include "common/testing/live_counter.hpp"
 #include "fiber/block_on.hpp"
+#include "fiber/join_handle.hpp"
+#include "fiber/sleep.hpp"
 #include "fiber/yield.hpp"
 #include "park.hpp"
 
@@ -75,4 +82,139 @@ TEST(BlockOn, MovedFromTaskFailsWithAClearMessage) {
         EXPECT_NE(std::string(e.what()).find("empty task"), std::string::npos);
     }
     EXPECT_EQ(fiber::block_on(std::move(b)), 1);
+}
+
+// The thread's runtime is reused: what one block_on leaves behind must not
+// reach the next one.
+
+TEST(BlockOnReuse, ATaskThatNeverSuspendsAllocatesNothingMore) {
+    if (!fiber::common::FailAllocations::supported()) {
+        GTEST_SKIP() << "operator new cannot be replaced here (ThreadSanitizer)";
+    }
+    EXPECT_EQ(fiber::block_on(yield_then(1, 0)), 1);  // the thread's runtime exists from here on
+    fiber::Task<int> task = yield_then(2, 0);         // its frame: allocated here
+    int value = 0;
+    {
+        fiber::common::FailAllocations none;  // any allocation in block_on throws
+        value = fiber::block_on(std::move(task));
+    }
+    EXPECT_FALSE(fiber::common::FailAllocations::failed());
+    EXPECT_EQ(value, 2);
+}
+
+TEST(BlockOnReuse, ManyInARowOnOneThread) {
+    for (int i = 0; i < 1000; ++i) {
+        ASSERT_EQ(fiber::block_on(yield_then(i, i % 3)), i);  // some finish at once, some suspend
+    }
+}
+
+TEST(BlockOnReuse, AnExceptionLeavesTheRuntimeUsable) {
+    auto boom = [](bool suspend) -> fiber::Task<int> {
+        if (suspend) co_await fiber::yield_now();
+        throw std::out_of_range("boom");
+    };
+    for (bool suspend : {false, true}) {
+        EXPECT_THROW(fiber::block_on(boom(suspend)), std::out_of_range);
+        EXPECT_EQ(fiber::block_on(yield_then(3, 1)), 3);
+    }
+}
+
+TEST(BlockOnReuse, PendingSpawnedTasksAreDestroyedBeforeItReturns) {
+    for (bool suspend : {false, true}) {
+        fiber::Waker parked;
+        auto root = [](fiber::Waker* slot, bool suspend) -> fiber::Task<int> {
+            auto waits = [](fiber::Waker* slot) -> fiber::Task<> {
+                LiveCounter alive;
+                co_await Park{slot};  // only the test holds its waker
+                ADD_FAILURE() << "resumed after its block_on returned";
+            };
+            auto queued = []() -> fiber::Task<> {
+                LiveCounter alive;
+                co_return;
+            };
+            fiber::spawn(waits(slot)).detach();
+            if (suspend) co_await fiber::yield_now();  // waits() runs and parks
+            fiber::spawn(queued()).detach();           // never runs
+            co_return 7;
+        };
+        EXPECT_EQ(fiber::block_on(root(&parked, suspend)), 7);
+        EXPECT_EQ(LiveCounter::live(), 0);  // both destructors ran before block_on returned
+        EXPECT_EQ(static_cast<bool>(parked), suspend);
+        // A Waker of a task of the earlier block_on: waking it now does
+        // nothing, here and from inside the next block_on.
+        auto wake_old = [](fiber::Waker old) -> fiber::Task<int> {
+            if (old) std::move(old).wake();
+            co_await fiber::yield_now();
+            co_return 8;
+        };
+        EXPECT_EQ(fiber::block_on(wake_old(std::move(parked))), 8);
+        EXPECT_EQ(LiveCounter::live(), 0);
+    }
+}
+
+TEST(BlockOnReuse, AWakerOfAnEarlierBlockOnWokenOnAnotherThread) {
+    fiber::Waker parked;
+    auto root = [](fiber::Waker* slot) -> fiber::Task<> {
+        auto waits = [](fiber::Waker* slot) -> fiber::Task<> {
+            LiveCounter alive;
+            co_await Park{slot};
+            ADD_FAILURE() << "resumed after its block_on returned";
+        };
+        fiber::spawn(waits(slot)).detach();
+        co_await fiber::yield_now();
+    };
+    fiber::block_on(root(&parked));
+    ASSERT_TRUE(parked);
+    std::thread late([w = std::move(parked)]() mutable { std::move(w).wake(); });
+    EXPECT_EQ(fiber::block_on(yield_then(9, 2)), 9);  // meanwhile, on the next runtime
+    late.join();
+    EXPECT_EQ(LiveCounter::live(), 0);
+}
+
+TEST(BlockOnReuse, SleepsInConsecutiveBlockOns) {
+    using namespace std::chrono_literals;
+    auto nap = []() -> fiber::Task<int> {
+        co_await fiber::sleep_for(1ms);
+        co_return 1;
+    };
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(fiber::block_on(nap()), 1);
+}
+
+TEST(BlockOnReuse, NestedInsideATaskOfAnExecutor) {
+    auto [executor, spawner] = fiber::new_executor_and_spawner();
+    int inner = 0;
+    auto outer = [](int& inner) -> fiber::Task<> {
+        inner = fiber::block_on(yield_then(4, 2));  // the thread's runtime, or one of its own
+        co_await fiber::yield_now();
+    };
+    spawner.spawn(outer(inner));
+    executor.run();
+    EXPECT_EQ(inner, 4);
+    EXPECT_EQ(fiber::block_on(yield_then(5, 1)), 5);
+}
+
+TEST(BlockOnReuse, NestedTwiceInsideBlockOn) {
+    auto outer = []() -> fiber::Task<int> {
+        auto middle = []() -> fiber::Task<int> {
+            co_await fiber::yield_now();
+            co_return fiber::block_on(yield_then(1, 1)) + 1;
+        };
+        int a = fiber::block_on(middle());
+        co_await fiber::yield_now();
+        co_return a + fiber::block_on(yield_then(1, 0));
+    };
+    EXPECT_EQ(fiber::block_on(outer()), 3);
+    EXPECT_EQ(fiber::block_on(outer()), 3);
+}
+
+TEST(BlockOnReuse, OneRuntimePerThread) {
+    std::vector<std::thread> threads;
+    std::atomic<int> sum = 0;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&sum, t] {
+            for (int i = 0; i < 200; ++i) sum += fiber::block_on(yield_then(t, i % 2));
+        });
+    }
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(sum.load(), 200 * (0 + 1 + 2 + 3));
 }
