@@ -1,7 +1,7 @@
 // memory_usage: what a parked task costs. Parks a million tasks (each
 // waits for a wake that comes only at the end), reads the resident memory
 // before and after, and shows where the bytes go: the task's coroutine
-// frame, the root frame the executor wraps around it, and its Waker.
+// frame, the cell the executor keeps it in, and its Waker.
 // A counting operator new (below) measures the frames as the compiler
 // sized them; the resident memory adds what malloc puts around each block.
 #include <coroutine>
@@ -146,7 +146,7 @@ struct Figures {
     std::size_t before = 0;  // resident bytes
     std::size_t after = 0;
     Recording task_frame;  // allocated by calling parked()
-    Recording root_frame;  // allocated by Spawner::spawn()
+    Recording cell;  // allocated by Spawner::spawn()
 };
 
 // Spawns the tasks, waits until all have parked, measures, wakes them.
@@ -158,7 +158,7 @@ fiber::Task<> drive(fiber::Spawner spawner, ParkingLot& lot, Figures& figures) {
         if (i + 1 == figures.tasks) {
             t_recording = &figures.task_frame;
             fiber::Task<> task = parked(lot);
-            t_recording = &figures.root_frame;
+            t_recording = &figures.cell;
             spawner.spawn(std::move(task));
             t_recording = nullptr;
         } else {
@@ -183,8 +183,7 @@ void print_frame(const char* what, const Recording& r) {
 }
 
 void report(const Figures& f) {
-    using Root = fiber::detail::Root::promise_type;
-    const std::size_t frames = f.task_frame.bytes + f.root_frame.bytes;
+    const std::size_t frames = f.task_frame.bytes + f.cell.bytes;
     std::printf("parked tasks: %zu\n", f.tasks);
     if (f.before == 0 || f.after == 0) {
         std::printf("bytes per parked task: not measured (no resident size on this system)\n");
@@ -200,9 +199,9 @@ void report(const Figures& f) {
 #endif
     std::printf("where they go, per task:\n");
     print_frame("task frame, parked():", f.task_frame);
-    print_frame("root frame, the executor's:", f.root_frame);
-    std::printf("    of which its promise:        %4zu B (TaskHeader %zu B)\n", sizeof(Root),
-                sizeof(fiber::detail::TaskHeader));
+    print_frame("task cell, the executor's:", f.cell);
+    std::printf("    of which its TaskCell:       %4zu B (TaskHeader %zu B)\n",
+                sizeof(fiber::detail::TaskCell), sizeof(fiber::detail::TaskHeader));
     std::printf("  its Waker, in the lot:         %4zu B\n", sizeof(fiber::Waker));
     if (f.before != 0 && f.after != 0 && frames != 0) {
         const double rest = per_task(f.after - f.before, f.tasks) -

@@ -27,11 +27,11 @@ public:
 namespace detail {
 
 // The running task's stop state, or null: outside a task, and for a task
-// that nothing can stop. It lives in the task's root promise, counted, so
-// it lives as long as the task, and as every awaiter the task suspends in.
+// that nothing can stop. The task's root (its cell) keeps it alive as long
+// as the task, and so as long as every awaiter the task suspends in.
 inline StopState* current_stop_state() noexcept {
     TaskRoot* root = current_root();
-    return root ? root->stop.get() : nullptr;
+    return root ? root->stop : nullptr;
 }
 
 }  // namespace detail

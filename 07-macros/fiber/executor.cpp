@@ -22,8 +22,6 @@ namespace detail {
 
 namespace {
 
-Root wrap_root(Task<> task) { co_await std::move(task); }
-
 std::size_t default_workers() {
     if (const char* env = std::getenv("FIBER_WORKERS")) {
         long n = std::strtol(env, nullptr, 10);
@@ -43,19 +41,29 @@ bool shared_queue_from_env() {
 
 }  // namespace
 
-void Root::promise_type::FinalAwaiter::await_suspend(Handle self) noexcept {
-    self.promise().scheduler->task_done(self);
-}
+// A task spawned without a JoinHandle: by a Spawner, or a join's or a
+// select's child, whose stop state the cell shares with its siblings.
+struct PlainCell final : TaskCell {
+    StopRef stop_ref;  // keeps `stop` alive
 
-void Root::promise_type::unhandled_exception() noexcept {
-    try {
-        throw;
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "fiber: a spawned task failed: %s\n", e.what());
-    } catch (...) {
-        std::fprintf(stderr, "fiber: a spawned task failed with a non-standard exception\n");
+    static void end_task(TaskCell& cell, bool finished) noexcept {
+        auto& self = static_cast<PlainCell&>(cell);
+        const auto top = Task<>::Handle::from_address(self.top.address());
+        // A spawned task has no awaiter to rethrow to: report, never drop.
+        if (finished) {
+            try {
+                top.promise().result.get();
+            } catch (const std::exception& e) {
+                std::fprintf(stderr, "fiber: a spawned task failed: %s\n", e.what());
+            } catch (...) {
+                std::fprintf(stderr,
+                             "fiber: a spawned task failed with a non-standard exception\n");
+            }
+        }
+        top.destroy();
+        delete &self;
     }
-}
+};
 
 Scheduler::Scheduler(std::size_t workers, bool shared_queue) : shared_queue_(shared_queue) {
     if (workers == 0) workers = default_workers();
@@ -70,32 +78,42 @@ Scheduler::Scheduler(std::size_t workers, bool shared_queue) : shared_queue_(sha
 Scheduler::~Scheduler() { destroy_all(); }
 
 void Scheduler::spawn(Task<> task, StopRef stop) {
-    Root::Handle root = wrap_root(std::move(task)).handle;
-    Root::promise_type& p = root.promise();
-    p.scheduler = this;
-    p.resume_at = root;
-    p.stop = std::move(stop);
+    auto* cell = new PlainCell();  // before the frame leaves `task`: a throw here frees it
+    cell->top = TaskAccess::release(task);
+    cell->end = &PlainCell::end_task;
+    if (!cell->top) {
+        delete cell;
+        throw std::logic_error("fiber::spawn: an empty task (moved from, or awaited already)");
+    }
+    cell->stop = stop.get();
+    cell->stop_ref = std::move(stop);
+    spawn(*cell);
+}
+
+void Scheduler::spawn(TaskCell& cell) {
+    cell.scheduler = this;
+    cell.resume_at = cell.top;
     std::unique_lock lock(mutex_);
     if (closed_) {
         lock.unlock();
         // Not under the lock: the task's arguments may hold Wakers, and a
         // Waker's destructor takes it.
-        root.destroy();
+        cell.end(cell, false);
         throw std::logic_error("fiber::Spawner::spawn: the executor has been destroyed");
     }
-    p.next = roots_;
-    if (roots_) roots_->prev = &p;
-    roots_ = &p;
+    cell.next = roots_;
+    if (roots_) roots_->prev = &cell;
+    roots_ = &cell;
     refs_.fetch_add(1);  // the task's unit, while it is queued or running
     if (!shared_queue_ && t_worker && t_worker->scheduler == this) {
         // Spawned by a task on one of our workers: into that worker's
         // queue, behind what is there (spawn order stays run order on one
         // worker). Not the LIFO slot: a new task is not a reply.
         lock.unlock();
-        push_local(*t_worker, p);
+        push_local(*t_worker, cell);
         return;
     }
-    push_locked(p);  // an intrusive list: nothing here can throw
+    push_locked(cell);  // an intrusive list: nothing here can throw
 }
 
 // The one place a task leaves kIdle or kRunning on a wake. At most one
@@ -281,7 +299,6 @@ bool Scheduler::run_root(TaskRoot& root, std::coroutine_handle<> top) {
     root.state.store(TaskState::kRunning, std::memory_order_relaxed);
     Worker* outer = std::exchange(t_worker, &w);
     w.current = &root;
-    w.finished = false;
     ++w.unsettled;
     top.resume();
     if (top.done()) {
@@ -336,16 +353,14 @@ void Scheduler::settle(Worker& w) {
     }
 }
 
-void Scheduler::task_done(Root::Handle root) noexcept {
+void Scheduler::task_done(TaskCell& cell) noexcept {
     {
         std::lock_guard lock(mutex_);
-        Root::promise_type& p = root.promise();
-        if (p.prev) p.prev->next = p.next;
-        if (p.next) p.next->prev = p.prev;
-        if (roots_ == &p) roots_ = p.next;
+        if (cell.prev) cell.prev->next = cell.next;
+        if (cell.next) cell.next->prev = cell.prev;
+        if (roots_ == &cell) roots_ = cell.next;
     }
-    t_worker->finished = true;  // tells run_task() not to look at the task
-    root.destroy();             // the task is done; nothing else refers to this frame
+    cell.end(cell, true);  // the task is done; nothing else refers to its frame
 }
 
 void Scheduler::push_locked(TaskHeader& task, bool notify) {
@@ -451,7 +466,7 @@ void Scheduler::destroy_all() noexcept {
     }
     if (reactor) reactor->stop();
 
-    Root::promise_type* roots = nullptr;
+    TaskCell* roots = nullptr;
     {
         std::lock_guard lock(mutex_);
         // The queued tasks give back their units; their frames go below.
@@ -462,18 +477,18 @@ void Scheduler::destroy_all() noexcept {
         refs_.fetch_sub(queued);  // the owners' unit stays: never zero here
         roots = std::exchange(roots_, nullptr);
     }
-    // Destroying a root destroys the task it awaits, and that task's frame
-    // destroys the child it awaits, and so on down the chain. Their awaiters
+    // Ending a cell destroys its task's frame, and that frame destroys the
+    // child it awaits, and so on down the chain. Their awaiters
     // drop their wakers (waker_dropped takes the mutex), so we hold no lock.
     while (roots) {
-        Root::promise_type& root = *roots;
-        roots = root.next;
-        Root::Handle::from_promise(root).destroy();
+        TaskCell& cell = *roots;
+        roots = cell.next;
+        cell.end(cell, false);
     }
 }
 
-// Every TaskHeader is a TaskRoot: a Root's promise (spawn()) or
-// block_on's (run_root()).
+// Every TaskHeader is a TaskRoot: a TaskCell (spawn()) or block_on's
+// (run_root()).
 TaskRoot* current_root() noexcept {
     if (!t_worker || !t_worker->current) return nullptr;
     return static_cast<TaskRoot*>(t_worker->current);

@@ -39,7 +39,7 @@ Task<> run_children(Group& group, std::span<Task<>> children) {
     if (!root) throw std::logic_error("fiber::join/select: not inside a task run by a runtime");
     // Registered before the children start, and kept until they have all
     // finished: a request that comes at any time reaches every one of them.
-    StopCallback pass_on(root->stop.get(), PassOn{group.stop.get()});
+    StopCallback pass_on(root->stop, PassOn{group.stop.get()});
     std::exception_ptr failed;
     std::size_t spawned = 0;
     try {

@@ -34,8 +34,12 @@ public:
 
     StopRef stop = StopRef::make();  // every child's stop state
 
-    /// A child's last step, once its task's frame is gone. The last one
-    /// to finish wakes the parent.
+    /// A child's last step. The task the child awaited is over and its
+    /// frame is gone (its destructors have run); the child's own frame,
+    /// which makes this call, is still alive, and the worker destroys it
+    /// only after this step. So the parent may resume (and destroy the
+    /// group) before that frame is gone: each child holds a reference of
+    /// its own to the group. The last child to finish wakes the parent.
     void child_done() noexcept;
 
     /// `co_await all_done()`: until every child has called child_done().

@@ -63,8 +63,9 @@ Task<> join_child(std::shared_ptr<G> group, Task<T> task) {
     } catch (...) {
         group->fail(std::current_exception());
     }
-    // The child's frame is gone by now (the co_await destroyed it): its
-    // destructors have run before the parent can resume.
+    // The task's frame is gone by now (the co_await destroyed it): its
+    // destructors have run before the parent can resume. This frame is
+    // not gone yet: see Group::child_done().
     group->child_done();
 }
 

@@ -1,14 +1,18 @@
 // spawn(task) -> JoinHandle<T>: start a task on the runtime that runs the
 // caller, and keep a handle to its result and to its stop source. The
-// handle and the task share one small state; whichever lets go last frees
-// it, so neither can see it freed under it, on whichever worker each runs.
+// task's cell (what the scheduler holds of it) is also what the handle
+// holds: one allocation besides the task's frame, with the result, the
+// stop state and the awaiter's Waker in it. The task and the handle each
+// hold a reference; whichever lets go last frees it, so neither can see it
+// freed under it, on whichever worker each runs.
 #pragma once
 
 #include <atomic>
 #include <coroutine>
+#include <cstdint>
 #include <cstdio>
 #include <exception>
-#include <mutex>
+#include <new>
 #include <optional>
 #include <stdexcept>
 #include <type_traits>
@@ -24,84 +28,96 @@ namespace fiber {
 
 namespace detail {
 
-// What a spawned task and its JoinHandle share. Two references: the task's
-// (held by its frame, so dropped when the frame goes, finished or destroyed
-// at shutdown) and the handle's. The last to drop it deletes it.
+// A task spawned with a JoinHandle, and what the two share. The state word
+// replaces a mutex: three bits, each changed by one atomic step, decide
+// who owns the awaiter's Waker.
 template <typename T>
-class JoinState {
+class JoinCell final : public TaskCell {
 public:
-    StopRef stop = StopRef::make();  // the task's stop state; abort() requests it
+    explicit JoinCell(typename Task<T>::Handle frame) noexcept {
+        top = frame;
+        stop = &stop_state_;
+        end = &JoinCell::end_task;
+    }
 
+    void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
     void release() noexcept {
         // acq_rel: the other side's writes (the result, the waker slot)
         // happen before the delete, whichever side deletes.
         if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
     }
+    void request_stop() noexcept { stop_state_.request_stop(); }
 
-    // The task ended with `result` set: wake the handle's awaiter, if any.
-    void complete() noexcept {
-        Waker waiter;
-        {
-            std::lock_guard lock(mutex_);
-            done_ = true;  // result is written before, and read after, this lock
-            waiter = std::move(waiter_);
-        }
-        if (waiter) std::move(waiter).wake();  // outside the lock: it takes the executor's
-    }
-
-    bool done() {
-        std::lock_guard lock(mutex_);
-        return done_;
-    }
+    // acquire: the result, written before kDone, is visible once we see it.
+    bool done() const noexcept { return state_.load(std::memory_order_acquire) & kDone; }
 
     // The awaiter's side. Returns false (do not suspend) if the task is done
-    // or the awaiter was interrupted before it could wait; else keeps `waker`
-    // and sets `waiting`, before the unlock that lets others take the waker.
-    bool wait(Waker& waker, const bool& interrupted, bool& waiting) {
-        std::lock_guard lock(mutex_);
-        if (done_ || interrupted) return false;
-        if (waiter_) throw std::logic_error("fiber::JoinHandle: awaited by two tasks at once");
-        waiter_ = std::move(waker);
+    // or the awaiter was interrupted before it could wait; else the Waker is
+    // published, and `waiting` set: from then on, whoever clears kWaiting
+    // owns the Waker.
+    bool wait(Waker& waker, bool& waiting) {
+        std::uint32_t s = state_.load(std::memory_order_acquire);
+        if (s & kWaiting) throw std::logic_error("fiber::JoinHandle: awaited by two tasks at once");
+        if (s & (kDone | kInterrupted)) return false;
+        waiter_ = std::move(waker);  // ours until kWaiting is set
+        // release: the Waker is written before anyone can see kWaiting.
+        while (!state_.compare_exchange_weak(s, s | kWaiting, std::memory_order_acq_rel,
+                                             std::memory_order_acquire)) {
+            if (s & (kDone | kInterrupted)) {
+                waker = std::move(waiter_);  // never published: still ours
+                return false;
+            }
+        }
         waiting = true;
         return true;
     }
 
-    // The awaiting task was asked to stop: if it still waits, take its waker
-    // and wake it; `interrupted` (guarded by our mutex) tells it why.
-    void interrupt(bool& interrupted) noexcept {
-        Waker waiter;
-        {
-            std::lock_guard lock(mutex_);
-            if (done_) return;  // its wake is on its way: the value wins
-            interrupted = true;
-            waiter = std::move(waiter_);
-        }
-        if (waiter) std::move(waiter).wake();
+    // The awaiting task was asked to stop (its stop callback, any thread):
+    // unless the task is done, mark the await interrupted, and wake the
+    // awaiter if its Waker is published.
+    void interrupt() noexcept {
+        std::uint32_t s = state_.load(std::memory_order_relaxed);
+        do {
+            if (s & kDone) return;  // its wake is on its way: the value wins
+        } while (!state_.compare_exchange_weak(s, (s | kInterrupted) & ~kWaiting,
+                                               std::memory_order_acq_rel,
+                                               std::memory_order_relaxed));
+        if (s & kWaiting) std::move(waiter_).wake();
+    }
+
+    // After the await, once no stop callback can run any more: was it
+    // interrupted? Clears the mark, so that the handle can be awaited again.
+    bool take_interrupt() noexcept {
+        if (!(state_.load(std::memory_order_relaxed) & kInterrupted)) return false;
+        state_.fetch_and(~kInterrupted, std::memory_order_relaxed);
+        return true;
     }
 
     // The awaiter is destroyed while it waits (its executor shuts down).
     void forget_waiter() noexcept {
-        Waker dropped;
-        std::lock_guard lock(mutex_);
-        dropped = std::move(waiter_);
+        if (state_.fetch_and(~kWaiting, std::memory_order_acq_rel) & kWaiting) {
+            Waker dropped = std::move(waiter_);
+        }
     }
 
     // Once, after done: the value, or the task's exception rethrown.
     T take() {
         if (taken_) throw std::logic_error("fiber::JoinHandle: the result was taken already");
         taken_ = true;
-        return result.get();
+        return result_.get();
     }
 
-    Result<T> result;  // written by the task before complete()
-
 private:
-    ~JoinState() {
+    static constexpr std::uint32_t kDone = 1;         // the result is written
+    static constexpr std::uint32_t kWaiting = 2;      // an awaiter's Waker is in waiter_
+    static constexpr std::uint32_t kInterrupted = 4;  // the awaiter's own task was stopped
+
+    ~JoinCell() {
         // Nobody took the result: a detached task. Its failure is reported,
         // never dropped (Cancelled is not a failure: someone asked for it).
-        if (taken_ || !result.ready()) return;
+        if (taken_ || !result_.ready()) return;
         try {
-            (void)result.get();
+            (void)result_.get();
         } catch (const Cancelled&) {
         } catch (const std::exception& e) {
             std::fprintf(stderr, "fiber: a spawned task failed: %s\n", e.what());
@@ -109,52 +125,45 @@ private:
             std::fprintf(stderr, "fiber: a spawned task failed with a non-standard exception\n");
         }
     }
-    template <typename U>
-    friend JoinState<U>* make_join_state();
 
-    std::atomic<int> refs_{2};  // the task's and the handle's
-    std::mutex mutex_;          // guards done_ and waiter_
-    bool done_ = false;
-    Waker waiter_;
-    bool taken_ = false;  // the handle's alone
-};
-
-template <typename U>
-JoinState<U>* make_join_state() {
-    return new JoinState<U>();
-}
-
-// The task's reference, in its frame: released when the frame goes.
-template <typename T>
-class JoinStateRef {
-public:
-    explicit JoinStateRef(JoinState<T>* state) noexcept : state_(state) {}
-    JoinStateRef(JoinStateRef&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
-    JoinStateRef& operator=(JoinStateRef&&) = delete;
-    ~JoinStateRef() {
-        if (state_) state_->release();
-    }
-    JoinState<T>* operator->() const noexcept { return state_; }
-
-private:
-    JoinState<T>* state_;
-};
-
-// The spawned coroutine: runs the task, keeps its outcome, wakes the handle.
-template <typename T>
-Task<> run_joinable(Task<T> task, JoinStateRef<T> state) {
-    try {
-        if constexpr (std::is_void_v<T>) {
-            co_await std::move(task);
-            state->result.set_value();
-        } else {
-            state->result.set_value(co_await std::move(task));
+    // The scheduler is done with the task: it returned (finished), or it is
+    // destroyed with its executor. The result moves out of the frame, and
+    // the frame goes (the task's arguments with it) before the awaiter is
+    // woken: when the await ends, the task's destructors have all run.
+    static void end_task(TaskCell& cell, bool finished) noexcept {
+        auto& self = static_cast<JoinCell&>(cell);
+        const auto frame = Task<T>::Handle::from_address(self.top.address());
+        if (finished) {
+            try {
+                if constexpr (std::is_void_v<T>) {
+                    frame.promise().result.get();
+                    self.result_.set_value();
+                } else {
+                    self.result_.set_value(frame.promise().result.get());
+                }
+            } catch (...) {
+                self.result_.set_exception(std::current_exception());
+            }
         }
-    } catch (...) {
-        state->result.set_exception(std::current_exception());
+        frame.destroy();
+        if (finished) {
+            std::uint32_t s = self.state_.load(std::memory_order_relaxed);
+            // release: the result before kDone; acquire: the Waker after kWaiting.
+            while (!self.state_.compare_exchange_weak(
+                s, (s | kDone) & ~kWaiting, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+            }
+            if (s & kWaiting) std::move(self.waiter_).wake();
+        }
+        self.release();  // the task's reference
     }
-    state->complete();
-}
+
+    StopState stop_state_;  // the task's; the handle's abort() requests it
+    std::atomic<std::uint32_t> state_{0};
+    std::atomic<int> refs_{2};  // the task's and the handle's (and an awaiter's)
+    Waker waiter_;              // owned as the state word says
+    Result<T> result_;          // written before kDone, read after it
+    bool taken_ = false;        // the handle's alone
+};
 
 }  // namespace detail
 
@@ -163,46 +172,53 @@ Task<> run_joinable(Task<T> task, JoinStateRef<T> state) {
 /// aborted task that stopped early rethrows fiber::Cancelled. If the task
 /// awaiting the handle is itself asked to stop, the await ends early with
 /// fiber::Cancelled and the spawned task goes on (abort() it to stop it);
-/// the handle can be awaited again. Destroying the handle detaches the task,
-/// as Tokio does: it runs on, and if it fails, its exception is reported on
+/// the handle can be awaited again. `co_await std::move(handle)` hands the
+/// handle over to the await, which leaves it empty (and the task detached,
+/// if the await ends early). Destroying the handle detaches the task, as
+/// Tokio does: it runs on, and if it fails, its exception is reported on
 /// stderr. Move-only.
 template <typename T>
 class JoinHandle {
 public:
-    JoinHandle(JoinHandle&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
+    JoinHandle(JoinHandle&& other) noexcept : cell_(std::exchange(other.cell_, nullptr)) {}
     JoinHandle& operator=(JoinHandle&& other) noexcept {
         if (this != &other) {
-            if (state_) state_->release();
-            state_ = std::exchange(other.state_, nullptr);
+            if (cell_) cell_->release();
+            cell_ = std::exchange(other.cell_, nullptr);
         }
         return *this;
     }
     ~JoinHandle() {
-        if (state_) state_->release();
+        if (cell_) cell_->release();
     }
 
     /// Asks the task to stop: the awaiter it waits in (or the next one it
     /// reaches) throws fiber::Cancelled. From any thread; on a task that has
     /// finished, it does nothing.
     void abort() noexcept {
-        if (state_) state_->stop.request_stop();
+        if (cell_) cell_->request_stop();
     }
     /// The task has finished (with a value or an exception).
     bool is_finished() const { return checked().done(); }
     /// Lets the task run on alone, as destroying the handle does.
     void detach() noexcept {
-        if (state_) std::exchange(state_, nullptr)->release();
+        if (cell_) std::exchange(cell_, nullptr)->release();
     }
 
     class Awaiter {
     public:
-        explicit Awaiter(detail::JoinState<T>* state) noexcept : state_(state) {}
+        // Holds a reference of its own: the handle may go while the await
+        // waits (moved away or destroyed by another path), and a handle
+        // awaited as an rvalue gives its reference to us.
+        explicit Awaiter(detail::JoinCell<T>* cell) noexcept : cell_(cell) {}
         Awaiter(Awaiter&&) = delete;
         ~Awaiter() {
-            stop_.reset();  // first: a callback running elsewhere still uses *this
-            if (waiting_) state_->forget_waiter();
+            stop_.reset();  // first: a callback running elsewhere still uses the cell
+            if (waiting_) cell_->forget_waiter();
+            cell_->release();
         }
-        bool await_ready() noexcept { return false; }
+        // Finished already: no Waker, no suspension.
+        bool await_ready() const noexcept { return cell_->done(); }
         bool await_suspend(std::coroutine_handle<> self) {
             detail::StopState* stop = detail::current_stop_state();
             if (stop && stop->stop_requested()) {
@@ -211,41 +227,50 @@ public:
             }
             Waker waker = current_waker(self);
             // Registered before the waker is published: a request that
-            // comes before wait() sets interrupted_, and wait() sees it.
-            if (stop) stop_.emplace(stop, Interrupt{this});
-            // true: the waker is published, and *this is off limits now.
-            return state_->wait(waker, interrupted_, waiting_);
+            // comes before wait() marks the cell, and wait() sees it.
+            if (stop) stop_.emplace(stop, Interrupt{cell_});
+            // true: the waker is published, and the task may be resumed
+            // on another worker at any moment.
+            return cell_->wait(waker, waiting_);
         }
         T await_resume() {
-            stop_.reset();  // from here on interrupted_ is ours alone
+            stop_.reset();  // from here on no callback marks the cell
             waiting_ = false;
-            if (interrupted_) throw Cancelled();
-            return state_->take();
+            if (cell_->take_interrupt() || interrupted_) throw Cancelled();
+            return cell_->take();
         }
 
     private:
         struct Interrupt {
-            Awaiter* self;
-            void operator()() const noexcept { self->state_->interrupt(self->interrupted_); }
+            detail::JoinCell<T>* cell;  // alive: the awaiter holds a reference
+            void operator()() const noexcept { cell->interrupt(); }
         };
-        detail::JoinState<T>* state_;  // the handle's reference: the handle outlives the await
-        bool interrupted_ = false;     // under the state's mutex while stop_ is registered
-        bool waiting_ = false;         // our waker is in the state: suspended, not yet resumed
+        detail::JoinCell<T>* cell_;  // our own reference
+        bool interrupted_ = false;   // stop was requested before we could wait
+        bool waiting_ = false;       // our waker is in the cell: suspended, not yet resumed
         std::optional<detail::StopCallback<Interrupt>> stop_;
     };
 
-    Awaiter operator co_await() const { return Awaiter(&checked()); }
+    Awaiter operator co_await() const& {
+        detail::JoinCell<T>& cell = checked();
+        cell.add_ref();
+        return Awaiter(&cell);
+    }
+    Awaiter operator co_await() && {
+        checked();
+        return Awaiter(std::exchange(cell_, nullptr));  // the handle's reference
+    }
 
 private:
     template <typename U>
     friend JoinHandle<U> spawn(Task<U> task);
-    explicit JoinHandle(detail::JoinState<T>* state) noexcept : state_(state) {}
-    detail::JoinState<T>& checked() const {
-        if (!state_) throw std::logic_error("fiber::JoinHandle: moved from, or detached");
-        return *state_;
+    explicit JoinHandle(detail::JoinCell<T>* cell) noexcept : cell_(cell) {}
+    detail::JoinCell<T>& checked() const {
+        if (!cell_) throw std::logic_error("fiber::JoinHandle: moved from, or detached");
+        return *cell_;
     }
 
-    detail::JoinState<T>* state_;
+    detail::JoinCell<T>* cell_;
 };
 
 /// Starts `task` on the runtime that runs the calling task (a worker may
@@ -262,12 +287,18 @@ JoinHandle<T> spawn(Task<T> task) {
         throw std::logic_error(
             "fiber::spawn: not inside a task run by a runtime (use a Spawner there)");
     }
-    auto* state = detail::make_join_state<T>();  // two references: the handle's, the task's
-    JoinHandle<T> handle(state);
-    detail::StopRef stop = state->stop;  // the task's own reference
-    // The scheduler outlives every task it runs, this one included.
-    root->scheduler->spawn(detail::run_joinable(std::move(task), detail::JoinStateRef<T>(state)),
-                           std::move(stop));
+    auto frame = detail::TaskAccess::release(task);
+    if (!frame)
+        throw std::logic_error("fiber::spawn: an empty task (moved from, or awaited already)");
+    auto* cell = new (std::nothrow) detail::JoinCell<T>(frame);
+    if (!cell) {
+        frame.destroy();
+        throw std::bad_alloc();
+    }
+    JoinHandle<T> handle(cell);  // two references: the handle's, the task's
+    // The scheduler outlives every task it runs, this one included. On a
+    // closed scheduler it ends the cell (the task's reference) and throws.
+    root->scheduler->spawn(*cell);
     return handle;
 }
 

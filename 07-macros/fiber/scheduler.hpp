@@ -49,37 +49,39 @@ struct TaskHeader {
 
 /// What the code running in a task finds of its task (current_root()):
 /// its scheduler, for spawn(), and its stop state. A spawned task's is its
-/// Root's promise; block_on's task has one of its own, on block_on's stack.
+/// TaskCell; block_on's task has one of its own, on block_on's stack.
 struct TaskRoot : TaskHeader {
     Scheduler* scheduler = nullptr;
-    // Who may stop the task (fiber/cancel.hpp): the awaiters it
-    // suspends in register their stop callbacks here. Empty (no stop
-    // possible, no allocation) for a task spawned without one.
-    StopRef stop;
+    // Who may stop the task (fiber/cancel.hpp): the awaiters it suspends
+    // in register their stop callbacks here. Null (no stop possible) for a
+    // task spawned without one. Borrowed: whoever made the root keeps it
+    // alive as long as the task.
+    StopState* stop = nullptr;
 };
 
-// The coroutine that owns a spawned task: it awaits the task, then destroys
-// itself. Its promise links it into the scheduler's list of live roots, so
-// that tasks still pending when the executor goes away can be destroyed.
-struct Root {
-    struct promise_type : TaskRoot {
-        promise_type* prev = nullptr;
-        promise_type* next = nullptr;
+// A spawned task, as the scheduler holds it: its root, its links in the
+// scheduler's list of live tasks (so that tasks still pending when the
+// executor goes away can be destroyed), and its outermost coroutine frame.
+// Not a coroutine of its own: after each step, the worker asks the frame
+// whether it is done. What happens then depends on who spawned it: a
+// Spawner or a join's child (PlainCell, executor.cpp) or spawn() with a
+// JoinHandle (join_handle.hpp), which is why the end is a function pointer.
+struct TaskCell : TaskRoot {
+    TaskCell* prev = nullptr;
+    TaskCell* next = nullptr;
+    std::coroutine_handle<> top;  // owned: `end` destroys it
+    // The task is over: `finished`, it returned (or threw) in its last
+    // step; not finished, it is destroyed with its executor. Destroys the
+    // frame and lets go of the cell. Never throws: it runs on a worker.
+    void (*end)(TaskCell& cell, bool finished) noexcept = nullptr;
+};
 
-        Root get_return_object() noexcept { return {Handle::from_promise(*this)}; }
-        std::suspend_always initial_suspend() noexcept { return {}; }
-        struct FinalAwaiter {
-            bool await_ready() noexcept { return false; }
-            void await_suspend(std::coroutine_handle<promise_type> self) noexcept;
-            void await_resume() noexcept {}
-        };
-        FinalAwaiter final_suspend() noexcept { return {}; }
-        void return_void() noexcept {}
-        // A spawned task has no awaiter to rethrow to: report, never drop.
-        void unhandled_exception() noexcept;
-    };
-    using Handle = std::coroutine_handle<promise_type>;
-    Handle handle;
+// How the runtime takes the frame out of a Task (task.hpp) to own it.
+struct TaskAccess {
+    template <typename T>
+    static typename Task<T>::Handle release(Task<T>& task) noexcept {
+        return std::exchange(task.handle_, {});
+    }
 };
 
 // The state the Executor, the Spawner and every Waker share, and that
@@ -103,6 +105,7 @@ public:
     ~Scheduler();
     void owners_gone() noexcept;  // the last Executor or Spawner is gone
     void spawn(Task<> task, StopRef stop = {});
+    void spawn(TaskCell& cell);   // queues it; on a closed scheduler, ends it and throws
     void wake(TaskHeader& task);  // Waker::wake
     void waker_created();         // current_waker
     void waker_dropped();         // a Waker destroyed unused
@@ -115,7 +118,7 @@ public:
     // no Waker, no reactor) and may run the next block_on.
     bool reusable(bool first_step) noexcept;
     void stop();
-    void task_done(Root::Handle root) noexcept;  // unlinks and destroys it
+    void task_done(TaskCell& cell) noexcept;  // unlinks and ends it
     void destroy_all() noexcept;
     std::shared_ptr<Reactor> reactor();  // started on first use
     Reactor* polled_reactor();           // for a worker's poll; null until started
@@ -164,7 +167,7 @@ private:
     std::mutex mutex_;            // guards every member below
     TaskHeader* head_ = nullptr;  // the injection queue, FIFO: spawn order is run order
     TaskHeader* tail_ = nullptr;
-    Root::promise_type* roots_ = nullptr;  // every spawned task not yet finished
+    TaskCell* roots_ = nullptr;  // every spawned task not yet finished
     std::vector<std::unique_ptr<Worker>> workers_;
     std::vector<Worker*> idle_;         // parked workers; reserved, so pushing never throws
     std::vector<std::thread> threads_;  // workers 1.. started in this run(); reserved

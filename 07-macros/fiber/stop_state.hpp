@@ -68,7 +68,8 @@ private:
 };
 
 // The shared state. Counted: every task it may stop holds a reference (in
-// its root's promise), and so does whoever may request the stop.
+// its cell), and so does whoever may request the stop. A JoinHandle's task
+// has one inside its cell instead, uncounted (join_handle.hpp).
 //
 // Lock order: mutex_ is a leaf. It is never held while a callback runs or
 // while another lock is taken. A callback takes one lock of its own (the
@@ -77,10 +78,14 @@ private:
 // callback always gets to finish, on whichever worker either of them runs.
 class StopState {
 public:
+    /// A state in an object of its own (a JoinHandle's task): the object
+    /// keeps it alive, and its count is not used.
+    StopState() = default;
+    ~StopState() = default;
     StopState(const StopState&) = delete;
     StopState& operator=(const StopState&) = delete;
 
-    /// A new state, with one reference: the caller's.
+    /// A new state on the heap, with one reference: the caller's.
     static StopState* make() { return new StopState(); }
     void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
     void release() noexcept {
@@ -101,8 +106,6 @@ public:
 
 private:
     friend class StopNode;
-    StopState() = default;
-    ~StopState() = default;
     void unlink(StopNode& node) noexcept;  // caller holds mutex_
 
     std::atomic<int> refs_{1};

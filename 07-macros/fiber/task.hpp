@@ -16,6 +16,8 @@ namespace fiber {
 
 namespace detail {
 
+struct TaskAccess;  // the runtime's way to the frame (scheduler.hpp)
+
 // What every task's promise holds: the coroutine to resume when it ends.
 struct PromiseBase {
     std::coroutine_handle<> continuation = std::noop_coroutine();
@@ -152,6 +154,7 @@ public:
     }
 
 private:
+    friend struct detail::TaskAccess;
     explicit Task(Handle h) noexcept : handle_(h) {}
     Handle handle_;
 };

@@ -80,7 +80,6 @@ TaskHeader* Scheduler::run_task(Worker& w, TaskHeader& task) {
     assert(task.state.load(std::memory_order_relaxed) == TaskState::kScheduled);
     task.state.store(TaskState::kRunning, std::memory_order_relaxed);
     w.current = &task;
-    w.finished = false;
     task.resume_at.resume();  // runs until the task suspends or finishes
     return after_step(w, task);
 }
@@ -89,21 +88,29 @@ TaskHeader* Scheduler::run_task(Worker& w, TaskHeader& task) {
 // suspended (woken meanwhile or not). Returns the task if it must run again
 // at once.
 TaskHeader* Scheduler::after_step(Worker& w, TaskHeader& task) {
-    w.current = nullptr;
     --w.unsettled;  // the task's running unit
-    if (w.finished) {
-        settle(w);  // the frame is gone: task_done() destroyed it
-        return nullptr;
-    }
-    if (&task == root_ && root_top_.done()) {
-        // block_on's task has returned: the run is over, whatever else is
-        // still queued or waiting (block_on destroys it). Its frame stays:
-        // block_on takes the result from it.
+    if (&task == root_) {
+        if (root_top_.done()) {
+            // block_on's task has returned: the run is over, whatever else
+            // is still queued or waiting (block_on destroys it). Its frame
+            // stays: block_on takes the result from it.
+            settle(w);
+            std::lock_guard lock(mutex_);
+            finish_locked();
+            return nullptr;
+        }
+    } else if (auto& cell = static_cast<TaskCell&>(task); cell.top.done()) {
+        // Its last step. Nobody else can reach the task now: it gave no
+        // Waker away that could still fire (it did not suspend), so the
+        // state word needs no last store. Still the current task while it
+        // ends: a task woken on its way out (its JoinHandle's awaiter)
+        // goes to the LIFO slot and runs next, as a reply does.
+        task_done(cell);
+        w.current = nullptr;
         settle(w);
-        std::lock_guard lock(mutex_);
-        finish_locked();
         return nullptr;
     }
+    w.current = nullptr;
     // acquire: if another thread woke it (kNotified), we see what that
     // thread wrote before it woke the task.
     TaskState s = task.state.load(std::memory_order_acquire);

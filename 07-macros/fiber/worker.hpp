@@ -28,7 +28,6 @@ struct Worker {
     unsigned tick = 0;              // tasks run, for the periodic looks (reactor, injection)
     std::uint32_t rng = 0;          // picks the first victim to steal from
     TaskHeader* current = nullptr;  // the task being resumed, for current_waker()
-    bool finished = false;          // the current task ran to its end
     // Counted in the Scheduler's idle_state_ as searching. Set by this
     // thread, or by the thread that unparks or starts this worker (under
     // the mutex, before the Parker or the thread start hands it over).

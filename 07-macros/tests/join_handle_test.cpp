@@ -1,9 +1,11 @@
 // spawn() and JoinHandle: the value, the exception, abort, detach; awaiting
-// a handle is itself cancellable; spawn outside a runtime fails loudly.
+// a handle is itself cancellable, and safe when the handle goes meanwhile;
+// spawn outside a runtime, or of an empty task, fails loudly.
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -157,5 +159,41 @@ TEST(JoinHandle, ManySpawnedTasksOnSeveralWorkers) {
         long sum = 0;
         for (auto& h : handles) sum += co_await h;
         EXPECT_EQ(sum, 999L * 1000 / 2);
+    });
+}
+
+TEST(JoinHandle, TheHandleMayGoWhileItIsAwaited) {
+    // One worker: after the yield, the waiter waits in its await.
+    run_on_one_worker([](fiber::Spawner) -> Task<> {
+        Countdown go(1);
+        std::optional<fiber::JoinHandle<int>> handle = fiber::spawn([](Countdown& go) -> Task<int> {
+            co_await go.wait();
+            co_return 5;
+        }(go));
+        auto waiter = fiber::spawn([](std::optional<fiber::JoinHandle<int>>& h) -> Task<int> {
+            co_return co_await *h;
+        }(handle));
+        co_await fiber::yield_now();
+        handle.reset();  // the await holds the task's result alive on its own
+        go.done();
+        EXPECT_EQ(co_await waiter, 5);
+    });
+}
+
+TEST(JoinHandle, AwaitingAnRvalueHandleTakesIt) {
+    run_test([](fiber::Spawner) -> Task<> {
+        auto handle = fiber::spawn(answer());
+        EXPECT_EQ(co_await std::move(handle), 42);
+        EXPECT_THROW((void)handle.is_finished(), std::logic_error);  // moved from
+        EXPECT_EQ(co_await fiber::spawn(answer()), 42);              // a temporary
+    });
+}
+
+TEST(JoinHandle, SpawningAnEmptyTaskThrows) {
+    run_test([](fiber::Spawner) -> Task<> {
+        Task<int> task = answer();
+        Task<int> moved = std::move(task);
+        EXPECT_THROW((void)fiber::spawn(std::move(task)), std::logic_error);
+        EXPECT_EQ(co_await fiber::spawn(std::move(moved)), 42);
     });
 }
