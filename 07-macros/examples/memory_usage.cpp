@@ -146,7 +146,7 @@ struct Figures {
     std::size_t before = 0;  // resident bytes
     std::size_t after = 0;
     Recording task_frame;  // allocated by calling parked()
-    Recording cell;  // allocated by Spawner::spawn()
+    Recording cell;        // allocated by Spawner::spawn()
 };
 
 // Spawns the tasks, waits until all have parked, measures, wakes them.
@@ -200,15 +200,15 @@ void report(const Figures& f) {
     std::printf("where they go, per task:\n");
     print_frame("task frame, parked():", f.task_frame);
     print_frame("task cell, the executor's:", f.cell);
-    std::printf("    of which its TaskCell:       %4zu B (TaskHeader %zu B)\n",
-                sizeof(fiber::detail::TaskCell), sizeof(fiber::detail::TaskHeader));
+    std::printf("    of which its TaskHeader:     %4zu B\n", sizeof(fiber::detail::TaskHeader));
     std::printf("  its Waker, in the lot:         %4zu B\n", sizeof(fiber::Waker));
     if (f.before != 0 && f.after != 0 && frames != 0) {
         const double rest = per_task(f.after - f.before, f.tasks) -
                             static_cast<double>(frames + sizeof(fiber::Waker));
         // glibc's malloc adds an 8-byte header and rounds each block up to
-        // 16 bytes: two blocks per task cost 16 to 46 bytes beyond the
-        // frames. Page tables and the allocator's free lists add a little.
+        // 16 bytes: two blocks per task (the frame and the cell) cost 16 to
+        // 46 bytes beyond what they hold. Page tables and the allocator's
+        // free lists add a little.
         std::printf("  malloc's headers, the rest:    %4.0f B\n", rest);
     }
 }

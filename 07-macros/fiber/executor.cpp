@@ -41,30 +41,6 @@ bool shared_queue_from_env() {
 
 }  // namespace
 
-// A task spawned without a JoinHandle: by a Spawner, or a join's or a
-// select's child, whose stop state the cell shares with its siblings.
-struct PlainCell final : TaskCell {
-    StopRef stop_ref;  // keeps `stop` alive
-
-    static void end_task(TaskCell& cell, bool finished) noexcept {
-        auto& self = static_cast<PlainCell&>(cell);
-        const auto top = Task<>::Handle::from_address(self.top.address());
-        // A spawned task has no awaiter to rethrow to: report, never drop.
-        if (finished) {
-            try {
-                top.promise().result.get();
-            } catch (const std::exception& e) {
-                std::fprintf(stderr, "fiber: a spawned task failed: %s\n", e.what());
-            } catch (...) {
-                std::fprintf(stderr,
-                             "fiber: a spawned task failed with a non-standard exception\n");
-            }
-        }
-        top.destroy();
-        delete &self;
-    }
-};
-
 Scheduler::Scheduler(std::size_t workers, bool shared_queue) : shared_queue_(shared_queue) {
     if (workers == 0) workers = default_workers();
     for (std::size_t i = 0; i < workers; ++i) {
@@ -78,27 +54,48 @@ Scheduler::Scheduler(std::size_t workers, bool shared_queue) : shared_queue_(sha
 Scheduler::~Scheduler() { destroy_all(); }
 
 void Scheduler::spawn(Task<> task, StopRef stop) {
-    auto* cell = new PlainCell();  // before the frame leaves `task`: a throw here frees it
+    // A plain cell: a Spawner's task, or a join's or a select's child,
+    // whose stop state (counted, shared with its siblings) it holds.
+    auto* cell = new TaskCell();  // before the frame leaves `task`: a throw here frees it
     cell->top = TaskAccess::release(task);
-    cell->end = &PlainCell::end_task;
     if (!cell->top) {
         delete cell;
         throw std::logic_error("fiber::spawn: an empty task (moved from, or awaited already)");
     }
-    cell->stop = stop.get();
-    cell->stop_ref = std::move(stop);
+    cell->stop = stop.release();  // the cell's reference, given back by end_task()
     spawn(*cell);
 }
 
+void Scheduler::end_task(TaskCell& cell, bool finished) noexcept {
+    if (cell.joinable) {
+        auto& joinable = static_cast<JoinableCell&>(cell);
+        joinable.end(joinable, finished);
+        return;
+    }
+    const auto top = Task<>::Handle::from_address(cell.top.address());
+    // A spawned task has no awaiter to rethrow to: report, never drop.
+    if (finished) {
+        try {
+            top.promise().result.get();
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "fiber: a spawned task failed: %s\n", e.what());
+        } catch (...) {
+            std::fprintf(stderr, "fiber: a spawned task failed with a non-standard exception\n");
+        }
+    }
+    top.destroy();
+    if (cell.stop) cell.stop->release();
+    delete &cell;
+}
+
 void Scheduler::spawn(TaskCell& cell) {
-    cell.scheduler = this;
     cell.resume_at = cell.top;
     std::unique_lock lock(mutex_);
     if (closed_) {
         lock.unlock();
         // Not under the lock: the task's arguments may hold Wakers, and a
         // Waker's destructor takes it.
-        cell.end(cell, false);
+        end_task(cell, false);
         throw std::logic_error("fiber::Spawner::spawn: the executor has been destroyed");
     }
     cell.next = roots_;
@@ -282,7 +279,6 @@ void Scheduler::run() {
 }
 
 bool Scheduler::run_root(TaskRoot& root, std::coroutine_handle<> top) {
-    root.scheduler = this;
     root.resume_at = top;
     root_ = &root;
     root_top_ = top;
@@ -307,6 +303,9 @@ bool Scheduler::run_root(TaskRoot& root, std::coroutine_handle<> top) {
         // and dropped): refs_ is exact again, with no read-modify-write
         // in the common case of a step that put nothing off.
         if (--w.unsettled != 0) refs_.fetch_add(std::exchange(w.unsettled, 0));
+        // Tasks it spawned wait in worker 0's queue: to the injection queue,
+        // where destroy_all() finds them, as at the end of a run.
+        if (!w.queue.empty() || w.lifo) drain(w);
         t_worker = outer;
         root_ = nullptr;
         return true;
@@ -360,7 +359,7 @@ void Scheduler::task_done(TaskCell& cell) noexcept {
         if (cell.next) cell.next->prev = cell.prev;
         if (roots_ == &cell) roots_ = cell.next;
     }
-    cell.end(cell, true);  // the task is done; nothing else refers to its frame
+    end_task(cell, true);  // the task is done; nothing else refers to its frame
 }
 
 void Scheduler::push_locked(TaskHeader& task, bool notify) {
@@ -483,7 +482,7 @@ void Scheduler::destroy_all() noexcept {
     while (roots) {
         TaskCell& cell = *roots;
         roots = cell.next;
-        cell.end(cell, false);
+        end_task(cell, false);
     }
 }
 
@@ -544,6 +543,13 @@ void block_on_root(TaskRoot& root, std::coroutine_handle<> top, std::size_t work
     } release{rt};
     rt.busy = true;
     release.first_step = rt.scheduler->run_root(root, top);
+}
+
+Scheduler* current_scheduler() noexcept {
+    // The innermost worker on this thread runs the current task: with a
+    // nested block_on, the inner one.
+    if (!t_worker || !t_worker->current) return nullptr;
+    return t_worker->scheduler;
 }
 
 std::shared_ptr<Reactor> current_reactor() {

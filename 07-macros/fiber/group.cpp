@@ -46,7 +46,7 @@ Task<> run_children(Group& group, std::span<Task<>> children) {
         for (Task<>& child : children) {
             // The scheduler runs this task, so it is alive; it destroys the
             // child's frame if it cannot take it.
-            root->scheduler->spawn(std::move(child), group.stop);
+            current_scheduler()->spawn(std::move(child), group.stop);
             ++spawned;
         }
     } catch (...) {

@@ -32,9 +32,10 @@ namespace detail {
 // replaces a mutex: three bits, each changed by one atomic step, decide
 // who owns the awaiter's Waker.
 template <typename T>
-class JoinCell final : public TaskCell {
+class JoinCell final : public JoinableCell {
 public:
     explicit JoinCell(typename Task<T>::Handle frame) noexcept {
+        joinable = true;
         top = frame;
         stop = &stop_state_;
         end = &JoinCell::end_task;
@@ -130,7 +131,7 @@ private:
     // destroyed with its executor. The result moves out of the frame, and
     // the frame goes (the task's arguments with it) before the awaiter is
     // woken: when the await ends, the task's destructors have all run.
-    static void end_task(TaskCell& cell, bool finished) noexcept {
+    static void end_task(JoinableCell& cell, bool finished) noexcept {
         auto& self = static_cast<JoinCell&>(cell);
         const auto frame = Task<T>::Handle::from_address(self.top.address());
         if (finished) {
@@ -213,8 +214,11 @@ public:
         explicit Awaiter(detail::JoinCell<T>* cell) noexcept : cell_(cell) {}
         Awaiter(Awaiter&&) = delete;
         ~Awaiter() {
-            stop_.reset();  // first: a callback running elsewhere still uses the cell
-            if (waiting_) cell_->forget_waiter();
+            stop_.reset();   // first: a callback running elsewhere still uses the cell
+            if (waiting_) {  // destroyed while it waits: its task is being destroyed
+                cell_->forget_waiter();
+                (void)cell_->take_interrupt();  // the next await must not see our mark
+            }
             cell_->release();
         }
         // Finished already: no Waker, no suspension.
@@ -282,8 +286,8 @@ JoinHandle<T> spawn(Task<T> task) {
     static_assert(!std::is_reference_v<T>,
                   "fiber::spawn: a task that returns a reference "
                   "would hand it to another thread; return a value");
-    detail::TaskRoot* root = detail::current_root();
-    if (!root) {
+    detail::Scheduler* scheduler = detail::current_scheduler();
+    if (!scheduler) {
         throw std::logic_error(
             "fiber::spawn: not inside a task run by a runtime (use a Spawner there)");
     }
@@ -298,7 +302,7 @@ JoinHandle<T> spawn(Task<T> task) {
     JoinHandle<T> handle(cell);  // two references: the handle's, the task's
     // The scheduler outlives every task it runs, this one included. On a
     // closed scheduler it ends the cell (the task's reference) and throws.
-    root->scheduler->spawn(*cell);
+    scheduler->spawn(*cell);
     return handle;
 }
 

@@ -40,6 +40,10 @@ enum class TaskState : std::uint8_t {
 /// word, where to resume it, and its link in the injection queue.
 struct TaskHeader {
     std::atomic<TaskState> state{TaskState::kScheduled};
+    // A spawned task's kind of cell: a JoinCell (join_handle.hpp) or a
+    // plain one. Set before the task is queued, never changed; it fits in
+    // the padding after the state byte.
+    bool joinable = false;
     // The coroutine to resume next: the innermost one that suspended.
     // Written by the running worker when it mints the Waker, read by the
     // next worker to run the task; the state transitions order the two.
@@ -48,14 +52,13 @@ struct TaskHeader {
 };
 
 /// What the code running in a task finds of its task (current_root()):
-/// its scheduler, for spawn(), and its stop state. A spawned task's is its
-/// TaskCell; block_on's task has one of its own, on block_on's stack.
+/// its stop state. A spawned task's root is its TaskCell; block_on's task
+/// has one of its own, on block_on's stack.
 struct TaskRoot : TaskHeader {
-    Scheduler* scheduler = nullptr;
     // Who may stop the task (fiber/cancel.hpp): the awaiters it suspends
     // in register their stop callbacks here. Null (no stop possible) for a
-    // task spawned without one. Borrowed: whoever made the root keeps it
-    // alive as long as the task.
+    // task spawned without one. A plain cell holds a counted reference;
+    // a JoinCell points to the state inside it.
     StopState* stop = nullptr;
 };
 
@@ -63,17 +66,21 @@ struct TaskRoot : TaskHeader {
 // scheduler's list of live tasks (so that tasks still pending when the
 // executor goes away can be destroyed), and its outermost coroutine frame.
 // Not a coroutine of its own: after each step, the worker asks the frame
-// whether it is done. What happens then depends on who spawned it: a
-// Spawner or a join's child (PlainCell, executor.cpp) or spawn() with a
-// JoinHandle (join_handle.hpp), which is why the end is a function pointer.
+// whether it is done, and ends the task (end_task() in executor.cpp). A
+// Spawner's task and a join's child are plain cells, 56 bytes; spawn()
+// with a JoinHandle makes a JoinCell, which says how it ends.
 struct TaskCell : TaskRoot {
     TaskCell* prev = nullptr;
     TaskCell* next = nullptr;
-    std::coroutine_handle<> top;  // owned: `end` destroys it
+    std::coroutine_handle<> top;  // owned: ending the task destroys it
+};
+
+// A cell that ends its own way: the task's result goes to its JoinHandle.
+struct JoinableCell : TaskCell {
     // The task is over: `finished`, it returned (or threw) in its last
     // step; not finished, it is destroyed with its executor. Destroys the
     // frame and lets go of the cell. Never throws: it runs on a worker.
-    void (*end)(TaskCell& cell, bool finished) noexcept = nullptr;
+    void (*end)(JoinableCell& cell, bool finished) noexcept = nullptr;
 };
 
 // How the runtime takes the frame out of a Task (task.hpp) to own it.
@@ -118,7 +125,8 @@ public:
     // no Waker, no reactor) and may run the next block_on.
     bool reusable(bool first_step) noexcept;
     void stop();
-    void task_done(TaskCell& cell) noexcept;  // unlinks and ends it
+    void task_done(TaskCell& cell) noexcept;                       // unlinks and ends it
+    static void end_task(TaskCell& cell, bool finished) noexcept;  // destroys its frame
     void destroy_all() noexcept;
     std::shared_ptr<Reactor> reactor();  // started on first use
     Reactor* polled_reactor();           // for a worker's poll; null until started
@@ -183,8 +191,12 @@ private:
 };
 
 /// The root of the task running on this thread, or nullptr outside a task:
-/// how spawn() finds its scheduler and an awaiter its task's stop state.
+/// how an awaiter finds its task's stop state.
 TaskRoot* current_root() noexcept;
+
+/// The scheduler that runs the task running on this thread, or nullptr
+/// outside a task: where spawn() puts the new task.
+Scheduler* current_scheduler() noexcept;
 
 // The Scheduler of an Executor or Spawner; one that was moved from has none.
 inline Scheduler& checked(const std::shared_ptr<Scheduler>& scheduler, const char* who) {

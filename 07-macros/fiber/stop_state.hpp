@@ -139,6 +139,8 @@ public:
     }
 
     StopState* get() const noexcept { return state_; }
+    /// Hands the reference over to the caller, who releases it.
+    StopState* release() noexcept { return std::exchange(state_, nullptr); }
     explicit operator bool() const noexcept { return state_ != nullptr; }
     void request_stop() const noexcept {
         if (state_) state_->request_stop();
