@@ -2,8 +2,10 @@
 // waits for a wake that comes only at the end), reads the resident memory
 // before and after, and shows where the bytes go: the task's coroutine
 // frame, the cell the executor keeps it in, and its Waker.
-// A counting operator new (below) measures the frames as the compiler
-// sized them; the resident memory adds what malloc puts around each block.
+// A counting operator new (below) measures the blocks the runtime asks
+// malloc for: a frame's size as the compiler computed it, rounded up to
+// the step of the runtime's recycled blocks (fiber/frame_pool.hpp); the
+// resident memory adds what malloc puts around each block.
 #include <coroutine>
 #include <cstddef>
 #include <cstdio>

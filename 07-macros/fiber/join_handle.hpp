@@ -12,7 +12,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <exception>
-#include <new>
 #include <optional>
 #include <stdexcept>
 #include <type_traits>
@@ -294,10 +293,12 @@ JoinHandle<T> spawn(Task<T> task) {
     auto frame = detail::TaskAccess::release(task);
     if (!frame)
         throw std::logic_error("fiber::spawn: an empty task (moved from, or awaited already)");
-    auto* cell = new (std::nothrow) detail::JoinCell<T>(frame);
-    if (!cell) {
-        frame.destroy();
-        throw std::bad_alloc();
+    detail::JoinCell<T>* cell = nullptr;
+    try {
+        cell = new detail::JoinCell<T>(frame);
+    } catch (...) {
+        frame.destroy();  // out of memory: the task never starts
+        throw;
     }
     JoinHandle<T> handle(cell);  // two references: the handle's, the task's
     // The scheduler outlives every task it runs, this one included. On a

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "fiber/frame_pool.hpp"
 #include "fiber/stop_state.hpp"
 #include "fiber/task.hpp"
 
@@ -73,6 +74,11 @@ struct TaskCell : TaskRoot {
     TaskCell* prev = nullptr;
     TaskCell* next = nullptr;
     std::coroutine_handle<> top;  // owned: ending the task destroys it
+
+    // Recycled as frames are (frame_pool.hpp). A JoinCell deletes itself
+    // as what it is, so the size is always the right one.
+    static void* operator new(std::size_t size) { return allocate_block(size); }
+    static void operator delete(void* cell, std::size_t size) noexcept { free_block(cell, size); }
 };
 
 // A cell that ends its own way: the task's result goes to its JoinHandle.

@@ -5,12 +5,15 @@
 #pragma once
 
 #include <coroutine>
+#include <cstddef>
 #include <exception>
 #include <memory>
 #include <stdexcept>
 #include <type_traits>
 #include <utility>
 #include <variant>
+
+#include "fiber/frame_pool.hpp"
 
 namespace fiber {
 
@@ -38,6 +41,11 @@ struct PromiseBase {
     // Lazy: the body does not start until the task is awaited or spawned.
     std::suspend_always initial_suspend() noexcept { return {}; }
     FinalAwaiter final_suspend() noexcept { return {}; }
+
+    // Frames come from blocks the threads recycle (frame_pool.hpp): a
+    // frame freed on one worker is taken back by that worker's next one.
+    static void* operator new(std::size_t size) { return allocate_block(size); }
+    static void operator delete(void* frame, std::size_t size) noexcept { free_block(frame, size); }
 };
 
 // The outcome of a task: nothing yet, a value, or an exception. A reference
