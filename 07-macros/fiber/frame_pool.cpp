@@ -3,7 +3,12 @@
 
 #include <new>
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+// Off under the sanitizers (see frame_pool.hpp), and with mingw-w64: its
+// thread_local variables live in emulated TLS, where a thread_local
+// destructor that reads another thread_local variable may find a fresh
+// copy of it; Flush below would find empty lists, and the kept blocks
+// would leak with every thread.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || defined(__MINGW32__)
 #define FIBER_RECYCLE_BLOCKS 0
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)

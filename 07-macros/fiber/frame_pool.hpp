@@ -10,7 +10,9 @@
 // keeps goes back to malloc when it exits.
 //
 // Under AddressSanitizer and ThreadSanitizer every block goes straight to
-// malloc, so that they see each frame's life.
+// malloc, so that they see each frame's life; with mingw-w64 too, whose
+// emulated thread-local storage could not give the kept blocks back when
+// a thread exits (frame_pool.cpp).
 #pragma once
 
 #include <cstddef>
@@ -24,7 +26,7 @@ void* allocate_block(std::size_t size);
 /// Gives back a block from allocate_block(size), from any thread.
 void free_block(void* block, std::size_t size) noexcept;
 
-/// Whether blocks are recycled in this build (not under a sanitizer).
+/// Whether blocks are recycled in this build (not under a sanitizer or mingw-w64).
 bool blocks_recycled() noexcept;
 
 }  // namespace fiber::detail

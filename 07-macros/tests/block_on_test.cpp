@@ -218,3 +218,16 @@ TEST(BlockOnReuse, OneRuntimePerThread) {
     for (auto& t : threads) t.join();
     EXPECT_EQ(sum.load(), 200 * (0 + 1 + 2 + 3));
 }
+
+// The thread's runtime goes with the thread: a thread that ran block_on
+// and exits leaves no scheduler behind.
+TEST(BlockOnReuse, AThreadsRuntimeIsFreedWhenTheThreadExits) {
+    if (!fiber::common::FailAllocations::supported()) {
+        GTEST_SKIP() << "operator new cannot be replaced here";
+    }
+    EXPECT_EQ(fiber::block_on(yield_then(1, 1)), 1);  // this thread's runtime exists already
+    const auto before = fiber::common::live_allocations();
+    std::thread other([] { EXPECT_EQ(fiber::block_on(yield_then(2, 1)), 2); });
+    other.join();
+    EXPECT_EQ(fiber::common::live_allocations(), before);
+}

@@ -20,7 +20,7 @@ namespace {
 
 bool skip_reason(std::string& why) {
     if (!blocks_recycled()) {
-        why = "blocks go straight to malloc under a sanitizer";
+        why = "blocks go straight to malloc here (a sanitizer, or mingw-w64)";
         return true;
     }
     if (!fiber::common::FailAllocations::supported()) {
