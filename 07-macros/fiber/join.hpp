@@ -38,8 +38,13 @@ public:
         error_ = std::move(e);
         stop.request_stop();
     }
-    // After all_done(): the first failure, or null.
-    std::exception_ptr error() const noexcept { return error_; }
+    // After all_done(): the first failure, or null. Taken out, not copied:
+    // the last child's frame may free the group on another worker after the
+    // parent has resumed, and the exception must not go with it while the
+    // caller still reads it. (That would be no race, since an exception's
+    // count is atomic, but the count lives in the C++ runtime, where
+    // ThreadSanitizer cannot see it, and it would report one.)
+    std::exception_ptr take_error() noexcept { return std::exchange(error_, nullptr); }
 
     template <std::size_t... I>
     std::tuple<Value<T>...> take(std::index_sequence<I...>) {
@@ -94,7 +99,7 @@ Task<std::tuple<Value<T>...>> join(Task<T>... tasks) {
     auto children =
         detail::join_children(group, std::index_sequence_for<T...>{}, std::move(tasks)...);
     co_await detail::run_children(*group, children);
-    if (std::exception_ptr error = group->error()) std::rethrow_exception(error);
+    if (std::exception_ptr error = group->take_error()) std::rethrow_exception(error);
     co_return group->take(std::index_sequence_for<T...>{});
 }
 

@@ -104,7 +104,11 @@ Task<std::variant<Value<T>...>> select(Task<T>... tasks) {
     auto children =
         detail::select_children(group, std::index_sequence_for<T...>{}, std::move(tasks)...);
     co_await detail::run_children(*group, children);
-    if (group->error) std::rethrow_exception(group->error);
+    // Taken out of the group, which a loser's frame may free on another
+    // worker: see JoinGroup::take_error().
+    if (std::exception_ptr error = std::exchange(group->error, nullptr)) {
+        std::rethrow_exception(error);
+    }
     co_return std::move(*group->value);
 }
 
