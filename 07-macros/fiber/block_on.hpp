@@ -48,8 +48,9 @@ T block_on(Task<T> task, std::size_t workers) {
 /// on the same runtime, on this thread; those still pending when `task`
 /// finishes are destroyed (after the reactor stops) before block_on
 /// returns. The runtime is the thread's own and is reused by the next
-/// block_on; inside a task (nested), block_on runs on a runtime of its own
-/// and blocks the calling worker until its task is done.
+/// block_on. Inside a task, block_on blocks the calling worker until its
+/// task is done; it runs on the thread's runtime, or on one of its own if
+/// a block_on further up this thread's stack is using that one.
 template <typename T>
 T block_on(Task<T> task) {
     return detail::block_on(std::move(task), 1);
