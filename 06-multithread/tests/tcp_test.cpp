@@ -2,6 +2,7 @@
 // read and a write at once on one connection, half-close, many clients.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <stdexcept>
 #include <string>
@@ -174,6 +175,30 @@ TEST(Tcp, ASecondConcurrentReadIsALogicError) {
         co_await server.write_all(bytes("ok"));
         co_await read_done.wait();
         EXPECT_EQ(first, "ok");
+    });
+}
+
+TEST(Tcp, ASecondConcurrentWriteIsALogicError) {
+    run_on_one_worker([](fiber::Spawner spawner) -> fiber::Task<> {
+        auto listener = TcpListener::bind("127.0.0.1:0");
+        TcpStream client = co_await TcpStream::connect(listener.local_address());
+        TcpStream server = (co_await listener.accept()).stream;
+        // More than both sockets' buffers hold: the writer waits for the reader.
+        const std::vector<std::byte> big = pattern(16 << 20, 7);
+        Countdown write_done(1);
+        auto writer = [](TcpStream& s, const std::vector<std::byte>& data,
+                         Countdown& done) -> fiber::Task<> {
+            co_await s.write_all(data);
+            done.done();
+        };
+        spawner.spawn(writer(client, big, write_done));
+        co_await fiber::yield_now();  // the writer fills the buffers and waits
+        EXPECT_THROW((void)co_await client.write(bytes("x")), std::logic_error);
+        const std::string back = co_await read_exactly(server, big.size());
+        co_await write_done.wait();
+        EXPECT_TRUE(back.size() == big.size() &&
+                    std::equal(big.begin(), big.end(), back.begin(),
+                               [](std::byte b, char c) { return b == std::byte(c); }));
     });
 }
 
