@@ -16,6 +16,10 @@
 #include <system_error>
 #include <thread>
 
+#ifdef __MINGW32__
+#include <pthread.h>
+#endif
+
 namespace fiber {
 
 namespace detail {
@@ -500,19 +504,51 @@ namespace {
 // new; one that leaves tasks, Wakers or a reactor behind is closed (as an
 // Executor's destructor does) and the next block_on makes a new one, so
 // that a late Waker of an earlier block_on finds its scheduler closed and
-// does nothing. Destroyed when the thread exits.
+// does nothing. Closed when the thread exits.
 struct ThreadRuntime {
     Scheduler* scheduler = nullptr;  // the owners' unit in its refs_ is ours
     bool busy = false;               // a block_on on this thread is using it
+#ifndef __MINGW32__
     ~ThreadRuntime() {
         if (scheduler) close(scheduler);
     }
+    void set(Scheduler* s) noexcept { scheduler = s; }
+#else
+    // Not with a destructor under mingw-w64: its thread_local variables
+    // live in emulated TLS, which frees their storage when the thread exits
+    // *before* it runs their destructors (GCC bug 80816). ~ThreadRuntime
+    // would read `scheduler` from freed memory, which another thread's
+    // malloc may have handed out and written to by then: destroy_all() on
+    // garbage, a mutex lock failing with EINVAL. A pthread key's destructor
+    // is handed the key's value, which winpthreads keeps in its own memory.
+    void set(Scheduler* s);
+#endif
     static void close(Scheduler* scheduler) noexcept {
         scheduler->destroy_all();
         scheduler->owners_gone();  // deletes it, or the last Waker will
     }
 };
 thread_local ThreadRuntime t_runtime;
+
+#ifdef __MINGW32__
+void ThreadRuntime::set(Scheduler* s) {
+    static const pthread_key_t key = [] {
+        pthread_key_t k;
+        auto at_exit = [](void* s) { close(static_cast<Scheduler*>(s)); };
+        if (int e = pthread_key_create(&k, at_exit)) {
+            throw std::system_error(e, std::generic_category(), "fiber::block_on");
+        }
+        return k;
+    }();
+    // Only the first value set on a thread can fail (no memory for the
+    // thread's slot); clearing it later cannot.
+    if (int e = pthread_setspecific(key, s)) {
+        close(s);
+        throw std::system_error(e, std::generic_category(), "fiber::block_on");
+    }
+    scheduler = s;
+}
+#endif
 
 }  // namespace
 
@@ -530,7 +566,7 @@ void block_on_root(TaskRoot& root, std::coroutine_handle<> top, std::size_t work
         own.scheduler->run_root(root, top);
         return;
     }
-    if (!rt.scheduler) rt.scheduler = new Scheduler(1, shared_queue_from_env());
+    if (!rt.scheduler) rt.set(new Scheduler(1, shared_queue_from_env()));
     struct Release {
         ThreadRuntime& rt;
         bool first_step = false;
@@ -538,7 +574,9 @@ void block_on_root(TaskRoot& root, std::coroutine_handle<> top, std::size_t work
             rt.busy = false;
             if (rt.scheduler->reusable(first_step)) return;
             // Tasks left behind: destroyed now, before block_on returns.
-            ThreadRuntime::close(std::exchange(rt.scheduler, nullptr));
+            Scheduler* left = rt.scheduler;
+            rt.set(nullptr);
+            ThreadRuntime::close(left);
         }
     } release{rt};
     rt.busy = true;

@@ -4,6 +4,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -230,4 +233,29 @@ TEST(BlockOnReuse, AThreadsRuntimeIsFreedWhenTheThreadExits) {
     std::thread other([] { EXPECT_EQ(fiber::block_on(yield_then(2, 1)), 2); });
     other.join();
     EXPECT_EQ(fiber::common::live_allocations(), before);
+}
+
+// The same, whatever the thread's other thread_local destructors do first.
+// With mingw-w64 the storage of every thread_local variable is freed before
+// their destructors run, so the memory that held the thread's runtime may
+// be handed out and overwritten by then; this destructor does just that.
+TEST(BlockOnReuse, AThreadsRuntimeIsClosedAfterItsThreadLocalStorageIsReused) {
+    struct Scribble {
+        ~Scribble() {
+            void* blocks[256];
+            for (std::size_t i = 0; i < std::size(blocks); ++i) {
+                const std::size_t size = 8 + 8 * (i % 8);
+                blocks[i] = std::malloc(size);
+                if (blocks[i]) std::memset(blocks[i], 0xff, size);
+            }
+            for (void* block : blocks) std::free(block);
+        }
+    };
+    std::thread other([] {
+        EXPECT_EQ(fiber::block_on(yield_then(2, 1)), 2);  // the thread's runtime first,
+        thread_local Scribble scribble;                   // so this is destroyed before it
+        (void)scribble;
+    });
+    other.join();
+    EXPECT_EQ(fiber::block_on(yield_then(3, 1)), 3);
 }
