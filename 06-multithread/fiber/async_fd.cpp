@@ -16,11 +16,16 @@
 
 namespace fiber {
 
+detail::OwnedHandle::~OwnedHandle() {
+    if (source) common::close_handle(source->handle);
+}
+
 AsyncFd::AsyncFd(common::native_handle handle) : handle_(handle) {
     try {
         common::set_nonblocking(handle);
         reactor_ = detail::current_reactor();
-        source_ = reactor_->add_source(handle);
+        owned_ = std::make_shared<detail::OwnedHandle>();
+        owned_->source = reactor_->add_source(handle);  // from here on owned_ closes it
     } catch (const std::system_error& e) {
         if (e.code() == std::errc::file_exists) {
             // Closing it would pull the descriptor from under the AsyncFd
@@ -39,14 +44,14 @@ AsyncFd::AsyncFd(common::native_handle handle) : handle_(handle) {
 
 AsyncFd::AsyncFd(AsyncFd&& other) noexcept
     : reactor_(std::move(other.reactor_)),
-      source_(std::move(other.source_)),
+      owned_(std::move(other.owned_)),
       handle_(std::exchange(other.handle_, common::invalid_handle)) {}
 
 AsyncFd& AsyncFd::operator=(AsyncFd&& other) noexcept {
     if (this != &other) {
         close();
         reactor_ = std::move(other.reactor_);
-        source_ = std::move(other.source_);
+        owned_ = std::move(other.owned_);
         handle_ = std::exchange(other.handle_, common::invalid_handle);
     }
     return *this;
@@ -55,17 +60,24 @@ AsyncFd& AsyncFd::operator=(AsyncFd&& other) noexcept {
 AsyncFd::~AsyncFd() { close(); }
 
 void AsyncFd::close() noexcept {
-    if (source_) reactor_->remove_source(source_);  // before close(): wakes the waiters
-    source_.reset();
+    // Deregistered first: wakes the waiters. The descriptor closes when
+    // owned_'s last holder lets go: here, unless an operation holds it.
+    // (The reactor may keep the source itself a little longer, but not
+    // the descriptor: a closed connection must end at once for its peer.)
+    if (owned_) reactor_->remove_source(owned_->source);
+    owned_.reset();
     reactor_.reset();
-    if (handle_ != common::invalid_handle) {
-        common::close_handle(std::exchange(handle_, common::invalid_handle));
-    }
+    handle_ = common::invalid_handle;
 }
 
-const std::shared_ptr<detail::IoSource>& AsyncFd::source() const {
-    if (!source_) throw std::logic_error("fiber::AsyncFd: closed, or moved from");
-    return source_;
+const std::shared_ptr<detail::OwnedHandle>& AsyncFd::owned() const {
+    if (!owned_) throw std::logic_error("fiber::AsyncFd: closed, or moved from");
+    return owned_;
+}
+
+std::shared_ptr<detail::IoSource> AsyncFd::source() const {
+    const auto& owned = this->owned();
+    return {owned, owned->source.get()};  // keeps the descriptor open, not just the source
 }
 
 namespace {

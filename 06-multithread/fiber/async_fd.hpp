@@ -53,11 +53,28 @@ private:
     std::uint64_t wait_ = 0;  // our wait's number while registered, else 0
 };
 
+namespace detail {
+
+/// The descriptor of an AsyncFd and its registration, shared by the AsyncFd
+/// and every operation in flight, and closed when the last of them lets go.
+/// A read woken on one thread may be past its wait, about to call read(),
+/// while close() runs on another: closing the number there would make that
+/// read fail with EBADF, or read from whatever file gets the number next.
+struct OwnedHandle {
+    std::shared_ptr<IoSource> source;  // empty until registered
+    OwnedHandle() = default;
+    OwnedHandle(const OwnedHandle&) = delete;
+    OwnedHandle& operator=(const OwnedHandle&) = delete;
+    ~OwnedHandle();  // closes source->handle
+};
+
+}  // namespace detail
+
 /// Owns a descriptor (a socket on Windows) and its registration with the
-/// reactor. It shares the reactor and its source with every operation in
-/// flight, so it may outlive its executor (destroying it then just closes
-/// the descriptor), and closing it while another task waits on it wakes
-/// that task with an error.
+/// reactor. It shares the reactor and the descriptor with every operation
+/// in flight, so it may outlive its executor (destroying it then just
+/// closes the descriptor), and closing it while another task waits on it
+/// wakes that task with an error.
 class AsyncFd {
 public:
     /// Takes ownership of `handle`, makes it non-blocking and registers it
@@ -89,7 +106,7 @@ public:
     ReadinessAwaiter readable() { return {reactor_, source(), detail::kReadable}; }
     ReadinessAwaiter writable() { return {reactor_, source(), detail::kWritable}; }
     void clear_readiness(unsigned direction, std::uint64_t tick) {
-        reactor_->clear_readiness(*source(), direction, tick);
+        reactor_->clear_readiness(*owned()->source, direction, tick);
     }
 
     /// What an operation needs to wait on this descriptor without this
@@ -103,15 +120,19 @@ public:
     Registration registration() const { return {reactor_, source()}; }
 
     common::native_handle handle() const noexcept { return handle_; }
-    /// Deregisters and closes now; the AsyncFd is then empty. A task waiting
-    /// on it is woken, and its operation throws.
+    /// Deregisters now; the AsyncFd is then empty. A task waiting on it is
+    /// woken, and its operation throws. The descriptor closes once the last
+    /// operation in flight returns (at once if none is), so that none ever
+    /// uses a number that another file has been given meanwhile.
     void close() noexcept;
 
 private:
-    const std::shared_ptr<detail::IoSource>& source() const;  // throws if closed
+    const std::shared_ptr<detail::OwnedHandle>& owned() const;  // throws if closed
+    // The source, sharing ownership of the descriptor: what operations hold.
+    std::shared_ptr<detail::IoSource> source() const;
 
     std::shared_ptr<detail::Reactor> reactor_;
-    std::shared_ptr<detail::IoSource> source_;
+    std::shared_ptr<detail::OwnedHandle> owned_;
     common::native_handle handle_ = common::invalid_handle;
 };
 

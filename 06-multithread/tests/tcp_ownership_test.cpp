@@ -5,6 +5,7 @@
 // write is one coroutine frame.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <string>
@@ -15,6 +16,10 @@
 #include "fiber/tcp.hpp"
 #include "fiber/yield.hpp"
 #include "tcp_helpers.hpp"
+
+#ifndef _WIN32
+#include <fcntl.h>
+#endif
 
 using fiber::TcpListener;
 using fiber::TcpStream;
@@ -93,6 +98,53 @@ TEST(TcpOwnership, DestroyingTheStreamWhileWriteAllWaitsFailsTheWrite) {
         EXPECT_EQ(failure->code(), std::errc::operation_canceled) << failure->what();
         EXPECT_TRUE(mentions(*failure, "write " + peer)) << failure->what();
     });
+}
+
+TEST(TcpOwnership, ClosingAStreamKeepsItsDescriptorUntilTheReadAndWriteInFlightReturn) {
+#ifdef _WIN32
+    GTEST_SKIP() << "checks the descriptor with fcntl()";
+#else
+    run_on_one_worker([](fiber::Spawner spawner) -> fiber::Task<> {
+        auto listener = TcpListener::bind("127.0.0.1:0");
+        TcpStream not_reading = co_await TcpStream::connect(listener.local_address());
+        auto stream = std::make_unique<TcpStream>((co_await listener.accept()).stream);
+        const int handle = stream->handle();
+        std::vector<std::string> canceled;
+        Countdown finished(2);
+        auto reader = [](TcpStream& stream, std::vector<std::string>& canceled,
+                         Countdown& finished) -> fiber::Task<> {
+            std::byte buffer[16];
+            try {
+                (void)co_await stream.read(buffer);  // nothing is sent
+            } catch (const std::system_error& e) {
+                if (e.code() == std::errc::operation_canceled) canceled.push_back("read");
+            }
+            finished.done();
+        };
+        auto writer = [](TcpStream& stream, std::vector<std::string>& canceled,
+                         Countdown& finished) -> fiber::Task<> {
+            const std::vector<std::byte> data(32 << 20);  // more than the buffers hold
+            try {
+                co_await stream.write_all(data);
+            } catch (const std::system_error& e) {
+                if (e.code() == std::errc::operation_canceled) canceled.push_back("write");
+            }
+            finished.done();
+        };
+        spawner.spawn(reader(*stream, canceled, finished));
+        spawner.spawn(writer(*stream, canceled, finished));
+        co_await fiber::yield_now();  // one worker runs every task: both wait
+        stream->close();
+        // Had close() freed the number here, an operation that another
+        // thread had just woken, about to call read() or send(), would use
+        // whatever file is given the number next.
+        EXPECT_NE(::fcntl(handle, F_GETFD), -1) << "closed while a read and a write used it";
+        co_await finished.wait();
+        std::sort(canceled.begin(), canceled.end());  // in whichever order they ran
+        EXPECT_EQ(canceled, (std::vector<std::string>{"read", "write"}));
+        EXPECT_EQ(::fcntl(handle, F_GETFD), -1) << "still open once both failed";
+    });
+#endif
 }
 
 TEST(TcpOwnership, MovingTheListenerWhileAcceptWaitsKeepsTheAccept) {
