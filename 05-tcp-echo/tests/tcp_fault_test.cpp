@@ -12,6 +12,7 @@
 #include "common/testing/fd_count.hpp"
 #include "fiber/sleep.hpp"
 #include "fiber/tcp.hpp"
+#include "fiber/yield.hpp"
 #include "tcp_helpers.hpp"
 
 #ifndef _WIN32
@@ -58,6 +59,42 @@ TEST(TcpFaults, ConnectRefusedNamesTheAddress) {
 #endif
         }
     });
+}
+
+// The first "writable" a new socket reports may be the optimistic readiness
+// of its registration, not the end of the handshake: connect must wait for
+// the peer's answer. With the listener's queue full, Linux drops the SYN and
+// the client sends it again about a second later; by then the listener is
+// gone, and the answer is a reset.
+TEST(TcpFaults, ConnectToAFullListenerWaitsForItsAnswer) {
+#ifndef __linux__
+    GTEST_SKIP() << "relies on Linux dropping a SYN while the accept queue is full";
+#else
+    run_test([](fiber::Spawner spawner) -> fiber::Task<> {
+        auto listener = std::make_optional(TcpListener::bind("127.0.0.1:0", 1));
+        const auto address = listener->local_address();
+        std::vector<TcpStream> queued;  // never accepted: a backlog of 1 holds two
+        for (int i = 0; i < 2; ++i) queued.push_back(co_await TcpStream::connect(address));
+        std::string outcome;
+        Countdown finished(1);
+        auto late = [](fiber::SocketAddress to, std::string& outcome,
+                       Countdown& finished) -> fiber::Task<> {
+            try {
+                (void)co_await TcpStream::connect(to);
+                outcome = "connected";
+            } catch (const std::system_error& e) {
+                outcome = e.code() == std::errc::connection_refused ? "refused" : e.what();
+            }
+            finished.done();
+        };
+        spawner.spawn(late(address, outcome, finished));
+        co_await fiber::yield_now();  // its SYN was dropped: it waits to send it again
+        listener.reset();             // so the next one finds nobody
+        queued.clear();
+        co_await finished.wait();
+        EXPECT_EQ(outcome, "refused");
+    });
+#endif
 }
 
 TEST(TcpFaults, BindingAPortInUseFails) {
