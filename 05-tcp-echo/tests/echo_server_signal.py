@@ -91,13 +91,17 @@ def round_trip(client, message):
 
 def refused(port):
     """True once a connect is refused; a connection made before the listener
-    closed (the stop is under way on another worker) is closed again."""
+    closed (the stop is under way on another worker) is closed again, and one
+    whose handshake meets the listener's close is reset: both mean "not
+    refused yet", and the loop tries again."""
     deadline = time.monotonic() + LIMIT
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=LIMIT).close()
         except ConnectionRefusedError:
             return True
+        except ConnectionResetError:
+            pass
         time.sleep(0.01)
     return False
 

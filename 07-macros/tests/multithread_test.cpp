@@ -18,6 +18,7 @@
 #include "common/cpu_job.hpp"
 #include "common/cpu_time.hpp"
 #include "common/testing/live_counter.hpp"
+#include "common/testing/wine.hpp"
 #include "fiber/executor.hpp"
 #include "fiber/sleep.hpp"
 #include "fiber/yield.hpp"
@@ -98,7 +99,11 @@ TEST(Multithread, AMillionCrossThreadWakesWhileWorkersParkAndUnpark) {
     // A lost wake-up leaves a task asleep and run() waiting for ever: the
     // test then fails on CTest's time limit. Few tasks for many workers, so
     // the workers keep running out of work, spinning and parking.
-    const long kWakes = kSanitized ? 200'000 : 1'000'000;
+    // Under wine each park and unpark is a wineserver round trip: 100 s
+    // for a million; a tenth of it there (common/testing/wine.hpp).
+    const long kWakes = kSanitized                            ? 200'000
+                        : fiber::common::running_under_wine() ? 100'000
+                                                              : 1'000'000;
     constexpr int kTasks = 8;
     std::atomic<long> wakes = 0;
     WakerThreads threads(2);

@@ -50,6 +50,8 @@ function(fiber_chapter)
     if(FIBER_BUILD_TESTS AND tests)
         add_executable(${nn}_tests ${tests})
         target_link_libraries(${nn}_tests PRIVATE ${nn}_fiber fiber_testing GTest::gtest_main)
+        # gtest.h precompiled once for every chapter (common/CMakeLists.txt).
+        target_precompile_headers(${nn}_tests REUSE_FROM fiber_test_pch)
         if(NOT arg_TEST_WORKERS)
             gtest_discover_tests(${nn}_tests
                 TEST_PREFIX "${nn}/"
