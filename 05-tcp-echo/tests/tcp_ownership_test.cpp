@@ -19,14 +19,6 @@
 using fiber::TcpListener;
 using fiber::TcpStream;
 
-namespace {
-
-bool mentions(const std::system_error& e, const std::string& text) {
-    return std::string(e.what()).find(text) != std::string::npos;
-}
-
-}  // namespace
-
 TEST(TcpOwnership, DestroyingTheListenerWhileAcceptWaitsFailsTheAccept) {
     run_test([](fiber::Spawner spawner) -> fiber::Task<> {
         // On the heap, not in this frame: AddressSanitizer sees a read of

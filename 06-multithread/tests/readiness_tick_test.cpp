@@ -37,7 +37,7 @@ using fiber::detail::Reactor;
 
 // Long enough for a loaded machine (or wine) to deliver an event that is
 // due at once; short enough that a lost event fails here, not in CTest.
-constexpr auto kDeadline = 5s;
+constexpr auto kEventDeadline = 5s;
 
 // Two connected, non-blocking stream sockets, closed at the end of the
 // test: `ours` is watched by the reactor, `peer` is the other end, used
@@ -81,7 +81,7 @@ long receive(native_handle h, char* buffer, int size) {
     return static_cast<long>(::recv(h, buffer, size, 0));
 }
 
-long send_some(native_handle h, const char* data, int size) {
+long send_bytes(native_handle h, const char* data, int size) {
 #ifdef MSG_NOSIGNAL
     return static_cast<long>(::send(h, data, size, MSG_NOSIGNAL));
 #else
@@ -98,7 +98,7 @@ std::uint64_t tick_of(Watched& w, unsigned direction) {
 // past `before`. `between` runs before each poll (to drain the peer).
 template <typename F>
 void await_event(Watched& w, unsigned direction, std::uint64_t before, F between) {
-    const auto deadline = std::chrono::steady_clock::now() + kDeadline;
+    const auto deadline = std::chrono::steady_clock::now() + kEventDeadline;
     for (;;) {
         between();
         w.reactor.poll_ready();
@@ -125,10 +125,10 @@ bool ready_now(Watched& w, unsigned direction) {
 }
 
 // Sends until the send buffer is full, so that a writer would now wait.
-void fill_send_buffer(native_handle h) {
+void fill_the_send_buffer(native_handle h) {
     static const char chunk[64 * 1024] = {};
-    const auto deadline = std::chrono::steady_clock::now() + kDeadline;
-    while (send_some(h, chunk, static_cast<int>(sizeof chunk)) > 0) {
+    const auto deadline = std::chrono::steady_clock::now() + kEventDeadline;
+    while (send_bytes(h, chunk, static_cast<int>(sizeof chunk)) > 0) {
         ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the send buffer never filled";
     }
     ASSERT_TRUE(fiber::common::would_block(fiber::common::last_error()));
@@ -172,10 +172,10 @@ TEST(ReadinessTicks, AReadEventDoesNotKeepABlockedWriterReady) {
     std::uint64_t wait = 0;
     fiber::Waker none;
     ASSERT_TRUE(w.reactor.ready_or_wait(*w.source, kWritable, write_tick, none, wait));
-    ASSERT_NO_FATAL_FAILURE(fill_send_buffer(w.pair.ours));
+    ASSERT_NO_FATAL_FAILURE(fill_the_send_buffer(w.pair.ours));
     // Meanwhile the reader's direction gets an event: the peer sends.
     const std::uint64_t read_tick = tick_of(w, kReadable);
-    ASSERT_EQ(send_some(w.pair.peer, "x", 1), 1);
+    ASSERT_EQ(send_bytes(w.pair.peer, "x", 1), 1);
     ASSERT_NO_FATAL_FAILURE(await_event(w, kReadable, read_tick));
     // The writer forgets the readiness it acted on: it waits for the peer
     // to read, however much the peer sends.
@@ -192,13 +192,13 @@ TEST(ReadinessTicks, ADrainedReadIsForgottenThoughTheWriterGotAnEvent) {
     std::uint64_t wait = 0;
     fiber::Waker none;
     ASSERT_TRUE(w.reactor.ready_or_wait(*w.source, kWritable, write_tick, none, wait));
-    ASSERT_NO_FATAL_FAILURE(fill_send_buffer(w.pair.ours));
+    ASSERT_NO_FATAL_FAILURE(fill_the_send_buffer(w.pair.ours));
     w.reactor.clear_readiness(*w.source, kWritable, write_tick);
     ASSERT_FALSE(ready_now(w, kWritable));
     // One byte arrives, and the reader reads it with room to spare: the
     // socket is drained, so the next read may as well wait at once.
     const std::uint64_t before = tick_of(w, kReadable);
-    ASSERT_EQ(send_some(w.pair.peer, "x", 1), 1);
+    ASSERT_EQ(send_bytes(w.pair.peer, "x", 1), 1);
     ASSERT_NO_FATAL_FAILURE(await_event(w, kReadable, before));
     std::uint64_t read_tick = 0;
     ASSERT_TRUE(w.reactor.ready_or_wait(*w.source, kReadable, read_tick, none, wait));

@@ -14,6 +14,7 @@
 #include "fiber/sleep.hpp"
 #include "fiber/tcp.hpp"
 #include "fiber/yield.hpp"
+#include "stream_pair.hpp"
 #include "tcp_helpers.hpp"
 
 using namespace std::chrono_literals;
@@ -24,19 +25,6 @@ using fiber::TcpStream;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-// A connected pair of TCP streams on the loopback.
-struct Pair {
-    TcpStream client;
-    TcpStream server;
-};
-
-Task<Pair> connected_pair() {
-    auto listener = TcpListener::bind("127.0.0.1:0");
-    TcpStream client = co_await TcpStream::connect(listener.local_address());
-    TcpStream server = (co_await listener.accept()).stream;
-    co_return Pair{std::move(client), std::move(server)};
-}
 
 // Yields until `flag` is set: for a task on another worker to get going.
 Task<> until(const std::atomic<bool>& flag) {
@@ -81,7 +69,7 @@ TEST(Cancel, StopRequestedBeforeTheSleepEndsItAtOnce) {
 
 TEST(Cancel, AbortEndsAReadAndLeavesTheStreamUsable) {
     run_test([](fiber::Spawner) -> Task<> {
-        Pair pair = co_await connected_pair();
+        StreamPair pair = co_await connected_pair();
         std::atomic<bool> started = false;
         auto reader = [](TcpStream& s, std::atomic<bool>& started) -> Task<std::size_t> {
             std::byte buffer[16];
@@ -175,7 +163,7 @@ TEST(Cancel, AbortRacingATimerEndsTheTaskOnce) {
 // The same against a read whose data arrives at the moment of the abort.
 TEST(Cancel, AbortRacingAReadEndsTheTaskOnce) {
     run_test([](fiber::Spawner) -> Task<> {
-        Pair pair = co_await connected_pair();
+        StreamPair pair = co_await connected_pair();
         int got = 0, cancelled = 0;
         for (int i = 0; i < 300; ++i) {
             auto handle = fiber::spawn([](TcpStream& s) -> Task<std::size_t> {

@@ -21,7 +21,7 @@ using fiber::Task;
 
 namespace {
 
-Task<int> answer() { co_return 42; }
+Task<int> forty_two() { co_return 42; }
 
 Task<int> fails() {
     co_await fiber::yield_now();
@@ -32,7 +32,7 @@ Task<int> fails() {
 
 TEST(JoinHandle, AwaitGivesTheValue) {
     run_test([](fiber::Spawner) -> Task<> {
-        auto handle = fiber::spawn(answer());
+        auto handle = fiber::spawn(forty_two());
         EXPECT_EQ(co_await handle, 42);
     });
 }
@@ -61,7 +61,7 @@ TEST(JoinHandle, AwaitRethrowsTheException) {
 
 TEST(JoinHandle, AwaitAfterTheTaskFinished) {
     run_test([](fiber::Spawner) -> Task<> {
-        auto handle = fiber::spawn(answer());
+        auto handle = fiber::spawn(forty_two());
         while (!handle.is_finished()) co_await fiber::yield_now();
         handle.abort();  // finished: does nothing
         EXPECT_EQ(co_await handle, 42);
@@ -70,7 +70,7 @@ TEST(JoinHandle, AwaitAfterTheTaskFinished) {
 
 TEST(JoinHandle, AResultIsTakenOnce) {
     run_test([](fiber::Spawner) -> Task<> {
-        auto handle = fiber::spawn(answer());
+        auto handle = fiber::spawn(forty_two());
         EXPECT_EQ(co_await handle, 42);
         EXPECT_THROW((void)co_await handle, std::logic_error);
     });
@@ -144,7 +144,7 @@ TEST(JoinHandle, AwaitingAHandleEndsWhenTheAwaiterIsAborted) {
 }
 
 TEST(JoinHandle, SpawnOutsideARuntimeThrows) {
-    EXPECT_THROW((void)fiber::spawn(answer()), std::logic_error);
+    EXPECT_THROW((void)fiber::spawn(forty_two()), std::logic_error);
 }
 
 TEST(JoinHandle, ManySpawnedTasksOnSeveralWorkers) {
@@ -182,16 +182,16 @@ TEST(JoinHandle, TheHandleMayGoWhileItIsAwaited) {
 
 TEST(JoinHandle, AwaitingAnRvalueHandleTakesIt) {
     run_test([](fiber::Spawner) -> Task<> {
-        auto handle = fiber::spawn(answer());
+        auto handle = fiber::spawn(forty_two());
         EXPECT_EQ(co_await std::move(handle), 42);
         EXPECT_THROW((void)handle.is_finished(), std::logic_error);  // moved from
-        EXPECT_EQ(co_await fiber::spawn(answer()), 42);              // a temporary
+        EXPECT_EQ(co_await fiber::spawn(forty_two()), 42);           // a temporary
     });
 }
 
 TEST(JoinHandle, SpawningAnEmptyTaskThrows) {
     run_test([](fiber::Spawner) -> Task<> {
-        Task<int> task = answer();
+        Task<int> task = forty_two();
         Task<int> moved = std::move(task);
         EXPECT_THROW((void)fiber::spawn(std::move(task)), std::logic_error);
         EXPECT_EQ(co_await fiber::spawn(std::move(moved)), 42);

@@ -21,6 +21,7 @@
 #include "fiber/tcp.hpp"
 #include "fiber/timeout.hpp"
 #include "fiber/yield.hpp"
+#include "stream_pair.hpp"
 #include "tcp_helpers.hpp"
 
 using namespace std::chrono_literals;
@@ -42,7 +43,7 @@ Task<int> value_later(int v) {
 
 Task<> nothing() { co_return; }
 
-Task<int> fails() {
+Task<int> fails_after_a_yield() {
     co_await fiber::yield_now();
     throw std::runtime_error("boom");
 }
@@ -73,18 +74,6 @@ Task<int> accept_forever(TcpListener& listener, std::atomic<int>& unwound) {
     (void)co_await listener.accept();
     ADD_FAILURE() << "nobody connected";
     co_return -1;
-}
-
-struct Pair {
-    TcpStream client;
-    TcpStream server;
-};
-
-Task<Pair> connected_pair() {
-    auto listener = TcpListener::bind("127.0.0.1:0");
-    TcpStream client = co_await TcpStream::connect(listener.local_address());
-    TcpStream server = (co_await listener.accept()).stream;
-    co_return Pair{std::move(client), std::move(server)};
 }
 
 }  // namespace
@@ -124,9 +113,9 @@ TEST(Join, AnExceptionCancelsTheOthersAndIsRethrownAfterThem) {
     const long before = LiveCounter::live();
     run_test([](fiber::Spawner) -> Task<> {
         std::atomic<int> unwound = 0;
-        Pair pair = co_await connected_pair();
+        StreamPair pair = co_await connected_pair();
         try {
-            (void)co_await fiber::join(sleep_forever(unwound), fails(),
+            (void)co_await fiber::join(sleep_forever(unwound), fails_after_a_yield(),
                                        read_forever(pair.server, unwound));
             ADD_FAILURE() << "join returned";
         } catch (const std::runtime_error& e) {
@@ -141,7 +130,7 @@ TEST(Select, TheFirstToFinishWinsAndTheLosersUnwindFirst) {
     const long before = LiveCounter::live();
     run_test([](fiber::Spawner) -> Task<> {
         std::atomic<int> unwound = 0;
-        Pair pair = co_await connected_pair();
+        StreamPair pair = co_await connected_pair();
         auto listener = TcpListener::bind("127.0.0.1:0");
         auto result = co_await fiber::select(sleep_forever(unwound), value_later(7),
                                              read_forever(pair.server, unwound),
@@ -162,7 +151,7 @@ TEST(Select, TheFirstToFinishWinsAndTheLosersUnwindFirst) {
 TEST(Select, LosersAreCancelledPromptly) {
     run_test([](fiber::Spawner) -> Task<> {
         std::atomic<int> unwound = 0;
-        Pair pair = co_await connected_pair();
+        StreamPair pair = co_await connected_pair();
         auto winner = []() -> Task<Clock::time_point> {
             co_await fiber::sleep_for(5ms);
             co_return Clock::now();
@@ -179,7 +168,7 @@ TEST(Select, LosersAreCancelledPromptly) {
 TEST(Select, AWinnersExceptionIsRethrown) {
     run_test([](fiber::Spawner) -> Task<> {
         std::atomic<int> unwound = 0;
-        EXPECT_THROW((void)co_await fiber::select(sleep_forever(unwound), fails()),
+        EXPECT_THROW((void)co_await fiber::select(sleep_forever(unwound), fails_after_a_yield()),
                      std::runtime_error);
         EXPECT_EQ(unwound.load(), 1);
     });
@@ -222,7 +211,7 @@ TEST(Select, TenThousandSelectsLeakNoFrameAndNoDescriptor) {
     const auto fds_before = fiber::common::open_descriptors();
     run_test([](fiber::Spawner) -> Task<> {
         std::atomic<int> unwound = 0;
-        Pair pair = co_await connected_pair();
+        StreamPair pair = co_await connected_pair();
         for (int i = 0; i < 10000; ++i) {
             auto result = co_await fiber::select(read_forever(pair.server, unwound),
                                                  sleep_forever(unwound), value(i));
@@ -257,7 +246,7 @@ TEST(Timeout, ThrowsTimedOutAndCancelsTheTask) {
 TEST(Timeout, ATimedOutReadLeavesNoWaitBehind) {
     run_test([](fiber::Spawner) -> Task<> {
         std::atomic<int> unwound = 0;
-        Pair pair = co_await connected_pair();
+        StreamPair pair = co_await connected_pair();
         EXPECT_THROW((void)co_await fiber::timeout(5ms, read_forever(pair.server, unwound)),
                      fiber::TimedOut);
         co_await pair.client.write_all(bytes("ok"));
@@ -295,7 +284,7 @@ TEST(Cancel, AStopReachesATaskNestedThreeLevelsDeep) {
     run_test([](fiber::Spawner) -> Task<> {
         std::atomic<int> unwound = 0;
         std::atomic<bool> started = false;
-        Pair pair = co_await connected_pair();
+        StreamPair pair = co_await connected_pair();
         auto handle = fiber::spawn(level1(pair.server, unwound, started));
         while (!started.load()) co_await fiber::yield_now();
         for (int i = 0; i < 10; ++i) co_await fiber::yield_now();
@@ -310,7 +299,7 @@ TEST(Cancel, AStopReachesATaskNestedThreeLevelsDeep) {
 TEST(Cancel, ASelectInsideATimeoutIsCancelledWithIt) {
     run_test([](fiber::Spawner) -> Task<> {
         std::atomic<int> unwound = 0;
-        Pair pair = co_await connected_pair();
+        StreamPair pair = co_await connected_pair();
         EXPECT_THROW((void)co_await fiber::timeout(5ms, level3(pair.server, unwound)),
                      fiber::TimedOut);
         EXPECT_EQ(unwound.load(), 3);

@@ -26,10 +26,6 @@ using fiber::TcpStream;
 
 namespace {
 
-bool mentions(const std::system_error& e, const std::string& text) {
-    return std::string(e.what()).find(text) != std::string::npos;
-}
-
 // Closes with SO_LINGER 0: the peer gets a reset (RST), not an orderly end.
 void reset(TcpStream& stream) {
     linger hard{};

@@ -243,3 +243,8 @@ inline fiber::Task<> echo_client(fiber::SocketAddress to, int id, int rounds, st
         ++stats.errors;
     }
 }
+
+/// True if the error's message contains `text` (the call or the address).
+inline bool mentions(const std::system_error& e, const std::string& text) {
+    return std::string(e.what()).find(text) != std::string::npos;
+}
