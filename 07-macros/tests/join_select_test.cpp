@@ -476,3 +476,19 @@ TEST(Timeout, RunningOutOfMemoryThrowsBadAllocAndLeaksNothing) {
         },
         -2);
 }
+
+// join, select and timeout take any awaitable, not only a Task: a sleep,
+// a JoinHandle the caller keeps (awaited where it is), or one handed over.
+TEST(Timeout, TakesAnyAwaitableNotOnlyATask) {
+    run_test([](fiber::Spawner) -> Task<> {
+        EXPECT_THROW(co_await fiber::timeout(5ms, fiber::sleep_for(1h)), fiber::TimedOut);
+        co_await fiber::timeout(1h, fiber::sleep_for(1ms));
+        auto handle = fiber::spawn(value_later(4));
+        auto [a, b] = co_await fiber::join(handle, fiber::sleep_for(1ms));
+        static_assert(std::is_same_v<decltype(b), std::monostate>);
+        EXPECT_EQ(a, 4);
+        auto first = co_await fiber::select(fiber::sleep_for(1h), fiber::spawn(value(3)));
+        EXPECT_EQ(first.index(), 1u);
+        EXPECT_EQ(std::get<1>(first), 3);
+    });
+}
