@@ -123,11 +123,16 @@ public:
     }
 
 private:
-    // Each bit: who sets it, who clears it.
-    static constexpr std::uint32_t kDone = 1;         // the task is over; never cleared
-    static constexpr std::uint32_t kWaiting = 2;      // an awaiter's Waker is in waiter_
-    static constexpr std::uint32_t kInterrupted = 4;  // the awaiter's own task was stopped
-    static constexpr std::uint32_t kAwaited = 8;      // an await is under way: one at a time
+    // The task is over (end_task()); once set, never cleared.
+    static constexpr std::uint32_t kDone = 1;
+    // An awaiter's Waker is in waiter_. Set by wait(); cleared by whoever
+    // takes the Waker: end_task(), interrupt(), or forget_waiter().
+    static constexpr std::uint32_t kWaiting = 2;
+    // The awaiter's own task was asked to stop: set by interrupt(),
+    // cleared by take_interrupt() once no stop callback can run.
+    static constexpr std::uint32_t kInterrupted = 4;
+    // An await is under way, one at a time: begin_await() to end_await().
+    static constexpr std::uint32_t kAwaited = 8;
 
     ~JoinCell() {
         // Nobody took the result: a detached task. Its failure is reported,
