@@ -114,8 +114,6 @@ Task<std::tuple<Value<T>...>> join(Task<T>... tasks) {
 template <typename... A>
     requires(sizeof...(A) > 0 && (detail::Awaitable<A> && ...) &&
              !(detail::is_task<std::remove_cvref_t<A>> && ...))
-auto join(A&&... awaitables) {
-    return join(detail::into_task(std::forward<A>(awaitables))...);
-}
+auto join(A&&... awaitables) { return join(detail::into_task(std::forward<A>(awaitables))...); }
 
 }  // namespace fiber

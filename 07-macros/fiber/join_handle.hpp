@@ -174,9 +174,8 @@ private:
         frame.destroy();
         std::uint32_t s = self.state_.load(std::memory_order_relaxed);
         // release: the result before kDone; acquire: the Waker after kWaiting.
-        while (!self.state_.compare_exchange_weak(s, (s | kDone) & ~kWaiting,
-                                                  std::memory_order_acq_rel,
-                                                  std::memory_order_relaxed)) {
+        while (!self.state_.compare_exchange_weak(
+            s, (s | kDone) & ~kWaiting, std::memory_order_acq_rel, std::memory_order_relaxed)) {
         }
         // On a closed scheduler (the awaiter is destroyed with this one's
         // executor) the wake does nothing; the awaiter's destructor finds

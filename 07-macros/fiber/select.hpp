@@ -124,8 +124,6 @@ Task<std::variant<Value<T>...>> select(Task<T>... tasks) {
 template <typename... A>
     requires(sizeof...(A) > 0 && (detail::Awaitable<A> && ...) &&
              !(detail::is_task<std::remove_cvref_t<A>> && ...))
-auto select(A&&... awaitables) {
-    return select(detail::into_task(std::forward<A>(awaitables))...);
-}
+auto select(A&&... awaitables) { return select(detail::into_task(std::forward<A>(awaitables))...); }
 
 }  // namespace fiber

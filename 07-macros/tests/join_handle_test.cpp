@@ -230,9 +230,8 @@ TEST(JoinHandle, AwaitingATaskDestroyedAtShutdownThrowsCancelled) {
     }  // the executor goes, and the sleeping task with it
     ASSERT_TRUE(handle);
     EXPECT_TRUE(handle->is_finished());
-    fiber::block_on([](JoinHandle<int>& h) -> Task<> {
-        EXPECT_THROW((void)co_await h, Cancelled);
-    }(*handle));
+    fiber::block_on(
+        [](JoinHandle<int>& h) -> Task<> { EXPECT_THROW((void)co_await h, Cancelled); }(*handle));
 }
 
 // The same while a task of another runtime waits in the await: the

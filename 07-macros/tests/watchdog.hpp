@@ -41,8 +41,8 @@ private:
         std::unique_lock lock(mutex_);
         // A condition, not a sleep: the test's end disarms us at once.
         if (over_changed_.wait_for(lock, limit, [this] { return over_; })) return;
-        std::fprintf(stderr, "watchdog: %s still running after %lld s: it hangs\n",
-                     name_.c_str(), static_cast<long long>(limit.count()));
+        std::fprintf(stderr, "watchdog: %s still running after %lld s: it hangs\n", name_.c_str(),
+                     static_cast<long long>(limit.count()));
         std::fflush(stderr);
         std::_Exit(1);  // no destructors: the hung threads still use what they would free
     }
