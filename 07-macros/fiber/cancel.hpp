@@ -7,7 +7,6 @@
 // interrupted: a cancelled task that does not await again simply finishes.
 #pragma once
 
-#include <exception>
 #include <stop_token>
 
 #include "fiber/executor.hpp"
@@ -17,11 +16,15 @@ namespace fiber {
 
 /// Thrown by an awaiter whose task was asked to stop. Let it propagate:
 /// the task unwinds (its destructors run) and whoever cancelled it sees it
-/// end. Not a std::system_error, so an I/O loop's `catch (system_error&)`
-/// does not swallow it.
-class Cancelled : public std::exception {
+/// end. Not a std::exception, as Boost.Thread's thread_interrupted is not:
+/// a server loop that logs and goes on after `catch (const
+/// std::exception&)` lets it through. Were it caught there, the loop's
+/// next await would throw it again at once, and the loop would spin for
+/// ever instead of ending. A `catch (...)` does catch it: put
+/// `catch (const fiber::Cancelled&) { throw; }` before one.
+class Cancelled {
 public:
-    const char* what() const noexcept override { return "fiber: the task was cancelled"; }
+    const char* what() const noexcept { return "fiber: the task was cancelled"; }
 };
 
 namespace detail {

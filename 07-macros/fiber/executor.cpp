@@ -3,6 +3,7 @@
 // keeps it on one worker at a time. The worker loop is in worker.cpp.
 #include "fiber/executor.hpp"
 
+#include "fiber/cancel.hpp"
 #include "fiber/reactor.hpp"
 #include "fiber/worker.hpp"
 
@@ -81,6 +82,7 @@ void Scheduler::end_task(TaskCell& cell, bool finished) noexcept {
     if (finished) {
         try {
             top.promise().result.get();
+        } catch (const Cancelled&) {  // not a failure: someone asked for it (as in a JoinCell)
         } catch (const std::exception& e) {
             std::fprintf(stderr, "fiber: a spawned task failed: %s\n", e.what());
         } catch (...) {

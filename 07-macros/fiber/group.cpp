@@ -1,10 +1,12 @@
 // Starting a join's or a select's children, and waiting for the last one.
 #include "fiber/group.hpp"
 
+#include <cstdio>
 #include <exception>
 #include <stdexcept>
 #include <utility>
 
+#include "fiber/cancel.hpp"
 #include "fiber/executor.hpp"
 
 namespace fiber::detail {
@@ -22,6 +24,17 @@ bool Group::AllDone::await_suspend(std::coroutine_handle<> self) {
     if (group.remaining_.fetch_sub(1, std::memory_order_acq_rel) != 1) return true;
     group.waiter_ = Waker();  // every child finished first: nobody will wake us
     return false;
+}
+
+void report_lost_error(const char* what_happened, std::exception_ptr error) noexcept {
+    try {
+        std::rethrow_exception(std::move(error));
+    } catch (const Cancelled&) {
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "fiber: %s: %s\n", what_happened, e.what());
+    } catch (...) {
+        std::fprintf(stderr, "fiber: %s with a non-standard exception\n", what_happened);
+    }
 }
 
 namespace {

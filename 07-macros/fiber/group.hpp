@@ -10,6 +10,7 @@
 #include <atomic>
 #include <coroutine>
 #include <cstddef>
+#include <exception>
 #include <span>
 #include <type_traits>
 #include <variant>
@@ -64,6 +65,12 @@ private:
     std::atomic<std::size_t> remaining_;
     Waker waiter_;  // the parent's; written before, and read after, the count
 };
+
+/// A child's error that nobody else will see: a select loser's, or a join
+/// child's after the first failure. Printed on stderr as "fiber: <what
+/// happened>: <what()>", as a detached task's error is: never dropped.
+/// fiber::Cancelled is not printed: the stop request asked for it.
+void report_lost_error(const char* what_happened, std::exception_ptr error) noexcept;
 
 /// Spawns `children` (each ends with child_done()) on the runtime of the
 /// calling task, with the group's token, and waits until all of them have

@@ -2,7 +2,8 @@
 // get every result in a tuple. The original's join! polls its futures in
 // turn on one thread; here each child is a task of its own, so they may run
 // on several workers at once. If one throws, the others are cancelled and
-// the first exception is rethrown, but only once every child has finished.
+// the first exception is rethrown, but only once every child has finished;
+// a later child's own error (not Cancelled) is reported on stderr.
 #pragma once
 
 #include <array>
@@ -15,6 +16,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "fiber/awaitable.hpp"
 #include "fiber/group.hpp"
 #include "fiber/task.hpp"
 
@@ -32,9 +34,12 @@ public:
     std::tuple<std::optional<Value<T>>...> values;
 
     void fail(std::exception_ptr e) noexcept {
-        // The first failure wins; the others (often Cancelled, because of
-        // this very request) are dropped.
-        if (failed_.exchange(true, std::memory_order_acq_rel)) return;
+        // The first failure wins; the later ones are reported, never
+        // dropped (except Cancelled: this very request causes them).
+        if (failed_.exchange(true, std::memory_order_acq_rel)) {
+            report_lost_error("a join child failed after another", std::move(e));
+            return;
+        }
         error_ = std::move(e);
         stop.request_stop();
     }
@@ -102,5 +107,13 @@ Task<std::tuple<Value<T>...>> join(Task<T>... tasks) {
     if (std::exception_ptr error = group->take_error()) std::rethrow_exception(error);
     co_return group->take(std::index_sequence_for<T...>{});
 }
+
+/// join of any awaitables, not only Tasks: `co_await fiber::join(handle,
+/// fiber::sleep_for(10ms))`. An rvalue is moved into its branch; an lvalue
+/// (a JoinHandle the caller keeps) is awaited where it is.
+template <typename... A>
+    requires(sizeof...(A) > 0 && (detail::Awaitable<A> && ...) &&
+             !(detail::is_task<std::remove_cvref_t<A>> && ...))
+auto join(A&&... awaitables) { return join(detail::into_task(std::forward<A>(awaitables))...); }
 
 }  // namespace fiber

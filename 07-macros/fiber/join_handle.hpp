@@ -28,8 +28,8 @@ namespace fiber {
 namespace detail {
 
 // A task spawned with a JoinHandle, and what the two share. The state word
-// replaces a mutex: three bits, each changed by one atomic step, decide
-// who owns the awaiter's Waker.
+// replaces a mutex: four bits, each changed by one atomic step, decide
+// which await may wait and who owns its Waker.
 template <typename T>
 class JoinCell final : public JoinableCell {
 public:
@@ -51,15 +51,27 @@ public:
     // acquire: the result, written before kDone, is visible once we see it.
     bool done() const noexcept { return state_.load(std::memory_order_acquire) & kDone; }
 
-    // The awaiter's side. Returns false (do not suspend) if the task is done
-    // or the awaiter was interrupted before it could wait; else the Waker is
-    // published, and `waiting` set: from then on, whoever clears kWaiting
-    // owns the Waker.
+    // An await begins: the only one. The check for another await and the
+    // claim are one atomic step, so two awaits at once on two workers
+    // cannot both pass: exactly one finds kAwaited clear. (A load, then a
+    // store, would let both through, and both write waiter_.) acquire: the
+    // previous await's writes (taken_) happen before ours.
+    void begin_await() {
+        if (state_.fetch_or(kAwaited, std::memory_order_acquire) & kAwaited) {
+            throw std::logic_error("fiber::JoinHandle: awaited by two tasks at once");
+        }
+    }
+    // release: our writes happen before the next await's begin_await().
+    void end_await() noexcept { state_.fetch_and(~kAwaited, std::memory_order_release); }
+
+    // The awaiter's side, between begin_await() and end_await(). Returns
+    // false (do not suspend) if the task is over or the awaiter was
+    // interrupted before it could wait; else the Waker is published, and
+    // `waiting` set: from then on, whoever clears kWaiting owns the Waker.
     bool wait(Waker& waker, bool& waiting) {
         std::uint32_t s = state_.load(std::memory_order_acquire);
-        if (s & kWaiting) throw std::logic_error("fiber::JoinHandle: awaited by two tasks at once");
         if (s & (kDone | kInterrupted)) return false;
-        waiter_ = std::move(waker);  // ours until kWaiting is set
+        waiter_ = std::move(waker);  // ours: we hold kAwaited, and kWaiting is clear
         // release: the Waker is written before anyone can see kWaiting.
         while (!state_.compare_exchange_weak(s, s | kWaiting, std::memory_order_acq_rel,
                                              std::memory_order_acquire)) {
@@ -100,17 +112,27 @@ public:
         }
     }
 
-    // Once, after done: the value, or the task's exception rethrown.
+    // After done, by the await that holds kAwaited: the value once, or the
+    // task's exception rethrown; Cancelled, always, for a task destroyed
+    // with its executor (it has no result).
     T take() {
+        if (!result_.ready()) throw Cancelled();
         if (taken_) throw std::logic_error("fiber::JoinHandle: the result was taken already");
         taken_ = true;
         return result_.get();
     }
 
 private:
-    static constexpr std::uint32_t kDone = 1;         // the result is written
-    static constexpr std::uint32_t kWaiting = 2;      // an awaiter's Waker is in waiter_
-    static constexpr std::uint32_t kInterrupted = 4;  // the awaiter's own task was stopped
+    // The task is over (end_task()); once set, never cleared.
+    static constexpr std::uint32_t kDone = 1;
+    // An awaiter's Waker is in waiter_. Set by wait(); cleared by whoever
+    // takes the Waker: end_task(), interrupt(), or forget_waiter().
+    static constexpr std::uint32_t kWaiting = 2;
+    // The awaiter's own task was asked to stop: set by interrupt(),
+    // cleared by take_interrupt() once no stop callback can run.
+    static constexpr std::uint32_t kInterrupted = 4;
+    // An await is under way, one at a time: begin_await() to end_await().
+    static constexpr std::uint32_t kAwaited = 8;
 
     ~JoinCell() {
         // Nobody took the result: a detached task. Its failure is reported,
@@ -130,6 +152,10 @@ private:
     // destroyed with its executor. The result moves out of the frame, and
     // the frame goes (the task's arguments with it) before the awaiter is
     // woken: when the await ends, the task's destructors have all run.
+    // Either way the task is over, and kDone says so: a task destroyed at
+    // shutdown leaves no result, and its await throws Cancelled (Tokio:
+    // JoinError::Cancelled). Leaving the awaiter's Waker in the cell would
+    // leave the awaiter waiting for ever, if it runs on another runtime.
     static void end_task(JoinableCell& cell, bool finished) noexcept {
         auto& self = static_cast<JoinCell&>(cell);
         const auto frame = Task<T>::Handle::from_address(self.top.address());
@@ -146,14 +172,15 @@ private:
             }
         }
         frame.destroy();
-        if (finished) {
-            std::uint32_t s = self.state_.load(std::memory_order_relaxed);
-            // release: the result before kDone; acquire: the Waker after kWaiting.
-            while (!self.state_.compare_exchange_weak(
-                s, (s | kDone) & ~kWaiting, std::memory_order_acq_rel, std::memory_order_relaxed)) {
-            }
-            if (s & kWaiting) std::move(self.waiter_).wake();
+        std::uint32_t s = self.state_.load(std::memory_order_relaxed);
+        // release: the result before kDone; acquire: the Waker after kWaiting.
+        while (!self.state_.compare_exchange_weak(
+            s, (s | kDone) & ~kWaiting, std::memory_order_acq_rel, std::memory_order_relaxed)) {
         }
+        // On a closed scheduler (the awaiter is destroyed with this one's
+        // executor) the wake does nothing; the awaiter's destructor finds
+        // kWaiting clear.
+        if (s & kWaiting) std::move(self.waiter_).wake();
         self.release();  // the task's reference
     }
 
@@ -162,21 +189,23 @@ private:
     std::atomic<int> refs_{2};  // the task's and the handle's (and an awaiter's)
     Waker waiter_;              // owned as the state word says
     Result<T> result_;          // written before kDone, read after it
-    bool taken_ = false;        // the handle's alone
+    bool taken_ = false;        // the await's that holds kAwaited
 };
 
 }  // namespace detail
 
 /// The handle of a task started with fiber::spawn(). `co_await handle`
 /// waits for the task and gives its value, or rethrows its exception; an
-/// aborted task that stopped early rethrows fiber::Cancelled. If the task
-/// awaiting the handle is itself asked to stop, the await ends early with
-/// fiber::Cancelled and the spawned task goes on (abort() it to stop it);
-/// the handle can be awaited again. `co_await std::move(handle)` hands the
-/// handle over to the await, which leaves it empty (and the task detached,
-/// if the await ends early). Destroying the handle detaches the task, as
-/// Tokio does: it runs on, and if it fails, its exception is reported on
-/// stderr. Move-only.
+/// aborted task that stopped early rethrows fiber::Cancelled, and so does
+/// a task destroyed unfinished with its executor (shutdown): no await
+/// waits for ever. If the task awaiting the handle is itself asked to
+/// stop, the await ends early with fiber::Cancelled and the spawned task
+/// goes on (abort() it to stop it); the handle can be awaited again. One
+/// await at a time: a second one meanwhile throws std::logic_error.
+/// `co_await std::move(handle)` hands the handle over to the await, which
+/// leaves it empty (and the task detached, if the await ends early).
+/// Destroying the handle detaches the task, as Tokio does: it runs on, and
+/// if it fails, its exception is reported on stderr. Move-only.
 template <typename T>
 class JoinHandle {
 public:
@@ -198,7 +227,9 @@ public:
     void abort() noexcept {
         if (cell_) cell_->request_stop();
     }
-    /// The task has finished (with a value or an exception).
+    /// The task has finished (with a value or an exception), or was
+    /// destroyed unfinished with its executor: its await then throws
+    /// fiber::Cancelled.
     bool is_finished() const { return checked().done(); }
     /// Lets the task run on alone, as destroying the handle does.
     void detach() noexcept {
@@ -209,7 +240,8 @@ public:
     public:
         // Holds a reference of its own: the handle may go while the await
         // waits (moved away or destroyed by another path), and a handle
-        // awaited as an rvalue gives its reference to us.
+        // awaited as an rvalue gives its reference to us. Made after the
+        // cell's begin_await(): the await is ours until we are destroyed.
         explicit Awaiter(detail::JoinCell<T>* cell) noexcept : cell_(cell) {}
         Awaiter(Awaiter&&) = delete;
         ~Awaiter() {
@@ -218,6 +250,7 @@ public:
                 cell_->forget_waiter();
                 (void)cell_->take_interrupt();  // the next await must not see our mark
             }
+            cell_->end_await();
             cell_->release();
         }
         // Finished already: no Waker, no suspension.
@@ -254,13 +287,15 @@ public:
         std::optional<detail::StopCallback<Interrupt>> stop_;
     };
 
+    /// Throws std::logic_error if another task awaits the handle now.
     Awaiter operator co_await() const& {
         detail::JoinCell<T>& cell = checked();
+        cell.begin_await();
         cell.add_ref();
         return Awaiter(&cell);
     }
     Awaiter operator co_await() && {
-        checked();
+        checked().begin_await();
         return Awaiter(std::exchange(cell_, nullptr));  // the handle's reference
     }
 

@@ -1,6 +1,8 @@
 // The main() behind FIBER_MAIN: run the body, report what escapes it.
 #include "fiber/main.hpp"
 
+#include "fiber/cancel.hpp"
+
 #include <atomic>
 #include <cstdio>
 #include <exception>
@@ -29,6 +31,9 @@ int run_main(int argc, char** argv, Task<> (*body)()) noexcept {
     g_args = std::span<char* const>(argv, argc > 0 ? static_cast<std::size_t>(argc) : 0);
     try {
         detail::block_on(body(), 0);  // the default number of workers
+    } catch (const Cancelled& e) {    // not a std::exception (cancel.hpp): named all the same
+        std::fprintf(stderr, "fiber: uncaught exception: %s\n", e.what());
+        return 1;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "fiber: uncaught exception: %s\n", e.what());
         return 1;

@@ -3,7 +3,11 @@
 // futures; a C++ coroutine cannot be dropped while another thread may be
 // running it, so we ask the losers to stop and wait until they have
 // unwound: when select returns, their destructors have run and their
-// timers and I/O waits are gone.
+// timers and I/O waits are gone. A loser's own error (anything but the
+// Cancelled it was asked for), thrown as it unwinds or as it loses the
+// race, is reported on stderr, as a detached task's is: never dropped, and
+// not rethrown, since select has a winner to give (the winner's value may
+// be a connection, which must not be lost for a loser's error).
 #pragma once
 
 #include <array>
@@ -16,6 +20,7 @@
 #include <utility>
 #include <variant>
 
+#include "fiber/awaitable.hpp"
 #include "fiber/group.hpp"
 #include "fiber/task.hpp"
 
@@ -70,6 +75,8 @@ Task<> select_child(std::shared_ptr<G> group, Task<T> task) {
             }
         }
         group->stop.request_stop();  // the losers: each wakes from its awaiter
+    } else if (error) {
+        report_lost_error("a select loser failed", std::move(error));
     }
     // A loser's result goes now, not when the runtime frees this frame:
     // select must not return while it may still hold a socket.
@@ -92,8 +99,9 @@ std::array<Task<>, sizeof...(T)> select_children(const std::shared_ptr<G>& group
 /// value (std::monostate for void; read it with std::get<I>, since two
 /// tasks may return the same type), or rethrows the winner's exception.
 /// The losers are asked to stop (their awaiters throw fiber::Cancelled) and
-/// have finished unwinding before select returns. A loser that never
-/// awaits again is waited for: cancellation is cooperative. A stop request
+/// have finished unwinding before select returns; a loser's own error is
+/// reported on stderr, not rethrown. A loser that never awaits again is
+/// waited for: cancellation is cooperative. A stop request
 /// for the calling task reaches every child. Must run inside a task.
 template <typename... T>
 Task<std::variant<Value<T>...>> select(Task<T>... tasks) {
@@ -111,5 +119,11 @@ Task<std::variant<Value<T>...>> select(Task<T>... tasks) {
     }
     co_return std::move(*group->value);
 }
+
+/// select of any awaitables, not only Tasks, as join() takes them.
+template <typename... A>
+    requires(sizeof...(A) > 0 && (detail::Awaitable<A> && ...) &&
+             !(detail::is_task<std::remove_cvref_t<A>> && ...))
+auto select(A&&... awaitables) { return select(detail::into_task(std::forward<A>(awaitables))...); }
 
 }  // namespace fiber

@@ -26,7 +26,12 @@ namespace fiber {
 class Sleep {
 public:
     explicit Sleep(std::chrono::steady_clock::time_point deadline) : deadline_(deadline) {}
-    Sleep(Sleep&&) = delete;
+    // Movable before it is awaited, as a Task is (timeout and select take
+    // a sleep by value): the move copies the deadline, nothing else. An
+    // awaited Sleep is never moved from: the reactor's heap and the stop
+    // state point into it, and the new object would not be registered.
+    Sleep(Sleep&& other) noexcept : deadline_(other.deadline_) {}
+    Sleep& operator=(Sleep&&) = delete;
     ~Sleep() {
         // First: waits out a stop callback running on another thread, which
         // still uses timer_. No lock is held here, so it can finish.

@@ -54,7 +54,11 @@ void StopState::unlink(StopNode& node) noexcept {
 }
 
 void StopState::request_stop() noexcept {
-    std::stop_source user;
+    // Empty, not default-constructed: a default std::stop_source allocates
+    // its shared state, and this function is noexcept (abort(), a select's
+    // win, a join's failure): out of memory, the process would end here.
+    // Nothing on this path allocates; the copy below only counts a reference.
+    std::stop_source user{std::nostopstate};
     std::unique_lock lock(mutex_);
     if (requested_.load(std::memory_order_relaxed)) return;  // someone else did
     requested_.store(true, std::memory_order_release);

@@ -97,7 +97,8 @@ public:
     bool stop_requested() const noexcept { return requested_.load(std::memory_order_acquire); }
 
     /// The first call runs every registered callback, one after the other,
-    /// on this thread; later calls do nothing. From any thread.
+    /// on this thread; later calls do nothing. From any thread. Never
+    /// allocates.
     void request_stop() noexcept;
 
     /// A std::stop_token for user code, requested together with us. Made

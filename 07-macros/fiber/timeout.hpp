@@ -9,6 +9,7 @@
 #include <utility>
 #include <variant>
 
+#include "fiber/awaitable.hpp"
 #include "fiber/select.hpp"
 #include "fiber/sleep.hpp"
 #include "fiber/task.hpp"
@@ -40,6 +41,14 @@ Task<T> timeout(std::chrono::duration<Rep, Period> limit, Task<T> task) {
         co_await select(std::move(task), detail::sleep_until(detail::deadline_after(limit)));
     if (outcome.index() == 1) throw TimedOut();
     if constexpr (!std::is_void_v<T>) co_return std::get<0>(std::move(outcome));
+}
+
+/// timeout of any awaitable, not only a Task: `co_await
+/// fiber::timeout(50ms, fiber::sleep_for(1h))` throws TimedOut.
+template <typename Rep, typename Period, typename A>
+    requires(detail::Awaitable<A> && !detail::is_task<std::remove_cvref_t<A>>)
+auto timeout(std::chrono::duration<Rep, Period> limit, A&& awaitable) {
+    return timeout(limit, detail::into_task(std::forward<A>(awaitable)));
 }
 
 }  // namespace fiber

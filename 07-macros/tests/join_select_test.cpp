@@ -6,11 +6,13 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <tuple>
 #include <variant>
 
+#include "common/testing/fail_alloc.hpp"
 #include "common/testing/fd_count.hpp"
 #include "common/testing/live_counter.hpp"
 #include "fiber/cancel.hpp"
@@ -303,5 +305,179 @@ TEST(Cancel, ASelectInsideATimeoutIsCancelledWithIt) {
         EXPECT_THROW((void)co_await fiber::timeout(5ms, level3(pair.server, unwound)),
                      fiber::TimedOut);
         EXPECT_EQ(unwound.load(), 3);
+    });
+}
+
+// The most common server loop: log an error and go on. Cancelled is not a
+// std::exception, so such a loop lets it through and ends when cancelled;
+// were it one, every accept after the stop would throw it again at once,
+// and the loop would spin for ever (here: until it gives up on its own).
+TEST(Timeout, ALoopThatCatchesStdExceptionIsStillCancelled) {
+    run_test([](fiber::Spawner) -> Task<> {
+        auto listener = TcpListener::bind("127.0.0.1:0");
+        int swallowed = 0;
+        auto accept_loop = [](TcpListener& listener, int& swallowed) -> Task<> {
+            for (;;) {
+                try {
+                    (void)co_await listener.accept();
+                } catch (const std::exception&) {
+                    if (++swallowed == 1000) co_return;  // it would spin for ever
+                }
+            }
+        };
+        EXPECT_THROW((void)co_await fiber::timeout(20ms, accept_loop(listener, swallowed)),
+                     fiber::TimedOut);
+        EXPECT_EQ(swallowed, 0);
+    });
+}
+
+TEST(Cancel, CancelledIsNotAStdException) {
+    static_assert(!std::is_base_of_v<std::exception, Cancelled>);
+    EXPECT_STREQ(Cancelled().what(), "fiber: the task was cancelled");
+}
+
+namespace {
+
+// A loser that fails while it unwinds: its own error, not Cancelled.
+Task<int> fails_when_cancelled() {
+    try {
+        co_await fiber::sleep_for(1h);
+    } catch (const Cancelled&) {
+        throw std::runtime_error("cleanup failed");
+    }
+    co_return -1;
+}
+
+}  // namespace
+
+TEST(Select, ALosersOwnErrorIsReportedNotDropped) {
+    testing::internal::CaptureStderr();
+    run_test([](fiber::Spawner) -> Task<> {
+        auto result = co_await fiber::select(fails_when_cancelled(), value_later(1));
+        EXPECT_EQ(result.index(), 1u);
+    });
+    const std::string err = testing::internal::GetCapturedStderr();
+    EXPECT_NE(err.find("fiber: a select loser failed: cleanup failed"), std::string::npos) << err;
+}
+
+TEST(Join, ASecondFailureIsReportedNotDropped) {
+    testing::internal::CaptureStderr();
+    run_test([](fiber::Spawner) -> Task<> {
+        EXPECT_THROW((void)co_await fiber::join(fails_when_cancelled(), fails()),
+                     std::runtime_error);
+    });
+    const std::string err = testing::internal::GetCapturedStderr();
+    EXPECT_NE(err.find("fiber: a join child failed after another: cleanup failed"),
+              std::string::npos)
+        << err;
+}
+
+namespace {
+
+Task<int> counted(int v) {
+    LiveCounter alive;
+    co_await fiber::yield_now();
+    co_return v;
+}
+
+Task<int> counted_failure() {
+    LiveCounter alive;
+    co_await fiber::yield_now();
+    throw std::runtime_error("boom");
+}
+
+// Runs `op()` with every allocation on this thread failing after the
+// first n, for n = 0, 1, 2, ... until a run meets no failure. Each run
+// ends with `expected` or with std::bad_alloc, never with a terminate (a
+// stop request made inside a noexcept function must not allocate), and
+// leaves no frame behind. One worker: every frame runs on this thread.
+template <typename Op>
+void fails_cleanly(Op op, int expected) {
+    if (!fiber::common::FailAllocations::supported()) {
+        GTEST_SKIP() << "operator new cannot be replaced here (ThreadSanitizer)";
+    }
+    run_on_one_worker([&](fiber::Spawner) -> Task<> {
+        EXPECT_EQ(co_await op(), expected);  // warm-up: the reactor, the timer heap
+        bool succeeded = false;
+        for (std::size_t n = 0; n < 1000 && !succeeded; ++n) {
+            const long before = LiveCounter::live();
+            int outcome = 0;
+            bool bad_alloc = false;
+            try {
+                fiber::common::FailAllocations fail(n);
+                outcome = co_await op();
+                succeeded = !fiber::common::FailAllocations::failed();
+            } catch (const std::bad_alloc&) {
+                bad_alloc = true;
+            }
+            EXPECT_TRUE(bad_alloc || outcome == expected) << n;
+            EXPECT_EQ(LiveCounter::live(), before) << n;
+        }
+        EXPECT_TRUE(succeeded);
+    });
+}
+
+}  // namespace
+
+TEST(Join, RunningOutOfMemoryThrowsBadAllocAndLeaksNothing) {
+    fails_cleanly(
+        []() -> Task<int> {
+            auto [a, b] = co_await fiber::join(counted(1), counted(2));
+            co_return a + b;
+        },
+        3);
+}
+
+TEST(Join, AFailureUnderFailingAllocationThrowsAndLeaksNothing) {
+    fails_cleanly(
+        []() -> Task<int> {
+            try {
+                (void)co_await fiber::join(counted(1), counted_failure());
+            } catch (const std::runtime_error&) {
+                co_return -1;  // the failure cancelled the other: a stop request
+            }
+            co_return 0;
+        },
+        -1);
+}
+
+TEST(Select, RunningOutOfMemoryThrowsBadAllocAndLeaksNothing) {
+    fails_cleanly(
+        []() -> Task<int> {
+            std::atomic<int> unwound = 0;
+            auto result = co_await fiber::select(sleep_forever(unwound), counted(4));
+            co_return std::get<1>(result);
+        },
+        4);
+}
+
+TEST(Timeout, RunningOutOfMemoryThrowsBadAllocAndLeaksNothing) {
+    fails_cleanly([]() -> Task<int> { co_return co_await fiber::timeout(1h, counted(6)); }, 6);
+    fails_cleanly(
+        []() -> Task<int> {
+            std::atomic<int> unwound = 0;
+            try {
+                (void)co_await fiber::timeout(1ms, sleep_forever(unwound));
+            } catch (const fiber::TimedOut&) {
+                co_return -2;
+            }
+            co_return 0;
+        },
+        -2);
+}
+
+// join, select and timeout take any awaitable, not only a Task: a sleep,
+// a JoinHandle the caller keeps (awaited where it is), or one handed over.
+TEST(Timeout, TakesAnyAwaitableNotOnlyATask) {
+    run_test([](fiber::Spawner) -> Task<> {
+        EXPECT_THROW(co_await fiber::timeout(5ms, fiber::sleep_for(1h)), fiber::TimedOut);
+        co_await fiber::timeout(1h, fiber::sleep_for(1ms));
+        auto handle = fiber::spawn(value_later(4));
+        auto [a, b] = co_await fiber::join(handle, fiber::sleep_for(1ms));
+        static_assert(std::is_same_v<decltype(b), std::monostate>);
+        EXPECT_EQ(a, 4);
+        auto first = co_await fiber::select(fiber::sleep_for(1h), fiber::spawn(value(3)));
+        EXPECT_EQ(first.index(), 1u);
+        EXPECT_EQ(std::get<1>(first), 3);
     });
 }

@@ -73,6 +73,16 @@ fiber::Task<> throws() {
     throw std::runtime_error("out of coffee");
 }
 
+// Awaits an aborted task and lets its Cancelled escape the body.
+fiber::Task<> lets_cancelled_escape() {
+    auto h = fiber::spawn([]() -> fiber::Task<int> {
+        co_await fiber::sleep_for(std::chrono::hours(1));
+        co_return 1;
+    }());
+    h.abort();
+    (void)co_await h;
+}
+
 fiber::Task<> checks_arguments() {
     const auto args = fiber::args();
     const bool ok =
@@ -105,6 +115,14 @@ TEST(Main, AnUncaughtExceptionIsPrintedAndExitsWithOne) {
     Outcome out = run_in_child(throws, {"prog"});
     EXPECT_EQ(out.status, 1);
     EXPECT_EQ(out.err, "fiber: uncaught exception: out of coffee\n");
+}
+
+// Cancelled is not a std::exception, and it is still reported by name.
+TEST(Main, AnUncaughtCancelledIsPrintedAndExitsWithOne) {
+    SKIP_WITHOUT_FORK();
+    Outcome out = run_in_child(lets_cancelled_escape, {"prog"});
+    EXPECT_EQ(out.status, 1);
+    EXPECT_EQ(out.err, "fiber: uncaught exception: fiber: the task was cancelled\n");
 }
 
 TEST(Main, TheBodySeesTheArguments) {

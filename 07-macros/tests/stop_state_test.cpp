@@ -9,6 +9,7 @@
 #include <stop_token>
 #include <thread>
 
+#include "common/testing/fail_alloc.hpp"
 #include "fiber/stop_state.hpp"
 
 using fiber::detail::StopCallback;
@@ -91,4 +92,29 @@ TEST(StopState, DestroyingACallbackWhileAnotherThreadRunsItWaitsForIt) {
         while (requested.load() != i) std::this_thread::yield();
     }
     requester.join();
+}
+
+// A request is made inside noexcept functions (abort(), a select's win, a
+// join's failure): it must not allocate, or running out of memory there
+// would end the process. The user's token, if made, was allocated before.
+TEST(StopState, ARequestAllocatesNothing) {
+    if (!fiber::common::FailAllocations::supported()) {
+        GTEST_SKIP() << "operator new cannot be replaced here (ThreadSanitizer)";
+    }
+    StopRef plain = StopRef::make();
+    StopRef with_token = StopRef::make();
+    const std::stop_token token = with_token.get()->token();
+    std::atomic<int> runs{0};
+    StopCallback a(plain.get(), Count{&runs});
+    StopCallback b(with_token.get(), Count{&runs});
+    bool failed = false;
+    {
+        fiber::common::FailAllocations none;
+        plain.request_stop();
+        with_token.request_stop();
+        failed = fiber::common::FailAllocations::failed();
+    }
+    EXPECT_FALSE(failed);
+    EXPECT_EQ(runs.load(), 2);
+    EXPECT_TRUE(token.stop_requested());
 }

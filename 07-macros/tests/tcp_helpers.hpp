@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common/cpu_time.hpp"
+#include "fiber/cancel.hpp"
 #include "fiber/executor.hpp"
 #include "fiber/sleep.hpp"
 #include "fiber/tcp.hpp"
@@ -72,6 +73,8 @@ void run_test(F&& test, std::size_t workers = 0) {
     auto root = [](F& test, fiber::Spawner spawner, fiber::Executor& executor) -> fiber::Task<> {
         try {
             co_await test(spawner);
+        } catch (const fiber::Cancelled&) {  // not a std::exception
+            ADD_FAILURE() << "the test threw fiber::Cancelled";
         } catch (const std::exception& e) {
             ADD_FAILURE() << "the test threw: " << e.what();
         }
