@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -251,6 +252,21 @@ TEST(Timeout, ThrowsTimedOutAndCancelsTheTask) {
         EXPECT_THROW((void)co_await fiber::timeout(20ms, sleep_forever(unwound)), fiber::TimedOut);
         EXPECT_GE(Clock::now() - t0, 20ms);
         EXPECT_EQ(unwound.load(), 1);
+    });
+}
+
+TEST(Timeout, AnyDurationTypeTimesOut) {
+    // Limits in int32 nanoseconds and in float milliseconds: the first used
+    // to saturate to "never", and the timeout never came.
+    run_test([](fiber::Spawner) -> Task<> {
+        std::atomic<int> unwound = 0;
+        const std::chrono::duration<std::int32_t, std::nano> narrow = 2ms;
+        EXPECT_THROW((void)co_await fiber::timeout(narrow, sleep_forever(unwound)),
+                     fiber::TimedOut);
+        const std::chrono::duration<float, std::milli> floating(2.0f);
+        EXPECT_THROW((void)co_await fiber::timeout(floating, sleep_forever(unwound)),
+                     fiber::TimedOut);
+        EXPECT_EQ(unwound.load(), 2);
     });
 }
 
