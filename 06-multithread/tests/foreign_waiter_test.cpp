@@ -1,0 +1,99 @@
+// A handle registered with one executor's reactor and waited on by a task
+// of another executor: its readiness reaches that task, and the reactor
+// goes on polling for the tasks of its own executor.
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <cstddef>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "common/os.hpp"
+#include "fiber/async_fd.hpp"
+#include "fiber/executor.hpp"
+
+#ifndef _WIN32
+#include <unistd.h>
+#endif
+
+namespace {
+
+// A one-way signal between plain threads.
+struct Signal {
+    std::mutex mutex;
+    std::condition_variable changed;
+    bool raised = false;
+    void raise() {
+        std::lock_guard lock(mutex);
+        raised = true;
+        changed.notify_all();
+    }
+    void wait() {
+        std::unique_lock lock(mutex);
+        changed.wait(lock, [this] { return raised; });
+    }
+};
+
+// A blocking write of one byte from a plain thread (the writing end is
+// not registered with any reactor).
+void write_one_byte(fiber::common::native_handle h) {
+    const char byte = 'x';
+#ifdef _WIN32
+    ASSERT_EQ(::send(h, &byte, 1, 0), 1);
+#else
+    ASSERT_EQ(::write(h, &byte, 1), 1);
+#endif
+}
+
+}  // namespace
+
+TEST(ForeignWaiter, AReactorThatWakesAnotherExecutorsTaskGoesOnPollingForItsOwn) {
+    // Executor A registers two pipes with its reactor: it reads the first
+    // itself, and hands the second to a task of executor B. Once A's
+    // reactor has woken B's task, A's own read must still see its data.
+    const auto [own_r, own_w] = fiber::common::make_pipe();
+    const auto [lent_r, lent_w] = fiber::common::make_pipe();
+    std::optional<fiber::AsyncFd> lent;  // outlives both executors
+    std::size_t own_read = 0;
+    std::size_t lent_read = 0;
+    Signal handed;
+    Signal lent_done;
+
+    auto a_task = [](fiber::common::native_handle own, fiber::common::native_handle r,
+                     std::optional<fiber::AsyncFd>& lent, Signal& handed,
+                     std::size_t& n) -> fiber::Task<> {
+        fiber::AsyncFd in(own);
+        lent.emplace(r);  // registered with A's reactor
+        handed.raise();
+        std::byte buffer[8];
+        n = co_await in.read(buffer);  // A's workers go idle and ask A's reactor to poll
+    };
+    auto b_task = [](fiber::AsyncFd& in, Signal& done, std::size_t& n) -> fiber::Task<> {
+        std::byte buffer[8];
+        n = co_await in.read(buffer);  // a task of B, woken by A's reactor
+        done.raise();
+    };
+
+    std::thread a([&] {
+        auto [executor, spawner] = fiber::new_executor_and_spawner();
+        spawner.spawn(a_task(own_r, lent_r, lent, handed, own_read));
+        executor.run();
+    });
+    handed.wait();
+    std::thread b([&] {
+        auto [executor, spawner] = fiber::new_executor_and_spawner();
+        spawner.spawn(b_task(*lent, lent_done, lent_read));
+        executor.run();
+    });
+    write_one_byte(lent_w);
+    lent_done.wait();
+    write_one_byte(own_w);  // only A's reactor can see this
+    a.join();
+    b.join();
+    EXPECT_EQ(lent_read, 1u);
+    EXPECT_EQ(own_read, 1u);
+    lent.reset();
+    fiber::common::close_handle(own_w);
+    fiber::common::close_handle(lent_w);
+}
