@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <condition_variable>
+#include <coroutine>
 #include <cstddef>
+#include <cstdint>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -46,6 +48,23 @@ void write_one_byte(fiber::common::native_handle h) {
 #endif
 }
 
+// Waits until the handle is readable, and writes the byte that makes it so
+// only once the wait is registered: the readiness then certainly arrives
+// as an event that wakes this task, never as a state it finds at once.
+struct ReadableAfterWrite {
+    fiber::ReadinessAwaiter wait;
+    fiber::common::native_handle writer;
+
+    bool await_ready() { return false; }
+    bool await_suspend(std::coroutine_handle<> self) {
+        const fiber::common::native_handle w = writer;  // *this may be gone after the wait
+        const bool waits = wait.await_suspend(self);
+        write_one_byte(w);
+        return waits;
+    }
+    std::uint64_t await_resume() { return wait.await_resume(); }
+};
+
 }  // namespace
 
 TEST(ForeignWaiter, AReactorThatWakesAnotherExecutorsTaskGoesOnPollingForItsOwn) {
@@ -69,9 +88,13 @@ TEST(ForeignWaiter, AReactorThatWakesAnotherExecutorsTaskGoesOnPollingForItsOwn)
         std::byte buffer[8];
         n = co_await in.read(buffer);  // A's workers go idle and ask A's reactor to poll
     };
-    auto b_task = [](fiber::AsyncFd& in, Signal& done, std::size_t& n) -> fiber::Task<> {
+    auto b_task = [](fiber::AsyncFd& in, fiber::common::native_handle w, Signal& done,
+                     std::size_t& n) -> fiber::Task<> {
+        // A new handle starts optimistic (readable): forget that first.
+        in.clear_readiness(fiber::detail::kReadable, co_await in.readable());
+        (void)co_await ReadableAfterWrite{in.readable(), w};  // woken by A's reactor
         std::byte buffer[8];
-        n = co_await in.read(buffer);  // a task of B, woken by A's reactor
+        n = co_await in.read(buffer);
         done.raise();
     };
 
@@ -83,10 +106,9 @@ TEST(ForeignWaiter, AReactorThatWakesAnotherExecutorsTaskGoesOnPollingForItsOwn)
     handed.wait();
     std::thread b([&] {
         auto [executor, spawner] = fiber::new_executor_and_spawner();
-        spawner.spawn(b_task(*lent, lent_done, lent_read));
+        spawner.spawn(b_task(*lent, lent_w, lent_done, lent_read));
         executor.run();
     });
-    write_one_byte(lent_w);
     lent_done.wait();
     write_one_byte(own_w);  // only A's reactor can see this
     a.join();

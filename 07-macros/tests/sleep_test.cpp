@@ -155,11 +155,14 @@ TEST(Sleep, EveryDurationTypeGivesTheRightDeadline) {
 }
 
 TEST(Sleep, ANarrowDurationSleepsAndEnds) {
-    // One millisecond in int32 nanoseconds: it used to saturate to "never".
+    // Converted into these types, the room left on the clock wrapped, and
+    // each sleep had about even odds of lasting for ever.
     auto nap = []() -> fiber::Task<int> {
         co_await fiber::sleep_for(std::chrono::duration<std::int32_t, std::nano>(1ms));
+        co_await fiber::sleep_for(std::chrono::duration<std::int16_t, std::milli>(1));
+        co_await fiber::sleep_for(std::chrono::duration<std::uint32_t, std::micro>(500));
+        co_await fiber::sleep_for(std::chrono::duration<std::int32_t, std::micro>(500));
         co_await fiber::sleep_for(std::chrono::duration<float, std::milli>(1.0f));
-        co_await fiber::sleep_for(std::chrono::duration<std::uint16_t, std::micro>(500));
         co_return 1;
     };
     EXPECT_EQ(fiber::block_on(nap()), 1);
