@@ -91,8 +91,12 @@ TEST(ForeignWaiter, AReactorThatWakesAnotherExecutorsTaskGoesOnPollingForItsOwn)
     auto b_task = [](fiber::AsyncFd& in, fiber::common::native_handle w, Signal& done,
                      std::size_t& n) -> fiber::Task<> {
         // A new handle starts optimistic (readable): forget that first.
-        in.clear_readiness(fiber::detail::kReadable, co_await in.readable());
-        (void)co_await ReadableAfterWrite{in.readable(), w};  // woken by A's reactor
+        const std::uint64_t tick = co_await in.readable();
+        in.clear_readiness(fiber::detail::kReadable, tick);
+        // Named, not a temporary: GCC 12 destroys a temporary aggregate
+        // awaiter twice (GCC bug 100611).
+        ReadableAfterWrite readable{in.readable(), w};
+        (void)co_await readable;  // woken by A's reactor
         std::byte buffer[8];
         n = co_await in.read(buffer);
         done.raise();
