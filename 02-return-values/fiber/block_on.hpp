@@ -14,6 +14,10 @@ namespace fiber {
 
 namespace detail {
 
+// Throws std::logic_error if a task is running on this thread: block_on
+// would block it, and every other task its executor runs here.
+void refuse_inside_a_task();
+
 // The root task of block_on: awaits `task` and stores its outcome where
 // block_on can read it after run() returns.
 template <typename T>
@@ -35,8 +39,10 @@ Task<> capture(Task<T> task, Result<T>& out) {
 /// Runs `task` to completion on the calling thread and returns its result.
 /// An exception that escapes the task is rethrown here. Tasks it spawns run
 /// on the same executor and are destroyed, finished or not, on return.
+/// Inside a task it throws std::logic_error at once: co_await the task.
 template <typename T>
 T block_on(Task<T> task) {
+    detail::refuse_inside_a_task();
     detail::Result<T> result;
     auto [executor, spawner] = new_executor_and_spawner();
     spawner.spawn(detail::capture(std::move(task), result));

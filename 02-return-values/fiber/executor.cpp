@@ -1,6 +1,8 @@
 // The single-threaded executor: a FIFO of ready coroutine handles.
 #include "fiber/executor.hpp"
 
+#include "fiber/block_on.hpp"
+
 #include <cstdio>
 #include <exception>
 #include <stdexcept>
@@ -72,6 +74,18 @@ void Scheduler::run() {
         std::coroutine_handle<> next = ready_.front();
         ready_.pop_front();
         next.resume();  // runs until the task suspends or finishes
+    }
+}
+
+void refuse_inside_a_task() {
+    // The task that calls block_on would wait, with its whole executor,
+    // for the inner task; if that one waits for a task of the outer
+    // executor, nothing can run it. Tokio refuses the same way ("Cannot
+    // start a runtime from within a runtime").
+    if (t_current) {
+        throw std::logic_error(
+            "fiber::block_on inside a task: it would block the thread that runs its "
+            "executor; co_await the task instead");
     }
 }
 

@@ -1,6 +1,8 @@
 // The executor: a FIFO of ready coroutine handles, fed by any thread.
 #include "fiber/executor.hpp"
 
+#include "fiber/block_on.hpp"
+
 #include <cstdio>
 #include <exception>
 #include <stdexcept>
@@ -17,6 +19,18 @@ thread_local Scheduler* t_current = nullptr;
 Root run_root(Task<> task) { co_await std::move(task); }
 
 }  // namespace
+
+void refuse_inside_a_task() {
+    // The task that calls block_on would wait, with its whole executor,
+    // for the inner task; if that one waits for a task of the outer
+    // executor, nothing can run it. Tokio refuses the same way ("Cannot
+    // start a runtime from within a runtime").
+    if (t_current) {
+        throw std::logic_error(
+            "fiber::block_on inside a task: it would block the thread that runs its "
+            "executor; co_await the task instead");
+    }
+}
 
 void Root::promise_type::FinalAwaiter::await_suspend(Handle self) noexcept {  // unlink, destroy
     self.promise().scheduler->unlink(self.promise());

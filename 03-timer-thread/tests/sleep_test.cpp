@@ -4,6 +4,10 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdint>
+#include <limits>
+#include <ratio>
+#include <typeinfo>
 #include <vector>
 
 #include "fiber/block_on.hpp"
@@ -96,4 +100,67 @@ TEST(Sleep, TheLongestDurationsSleepForEverInsteadOfOverflowing) {
     EXPECT_TRUE(negative.await_ready());
     auto not_a_number = fiber::sleep_for(std::chrono::duration<double>(std::nan("")));
     EXPECT_TRUE(not_a_number.await_ready());
+}
+
+namespace {
+
+// deadline_after(d) must be d from the moment it is called, rounded up to
+// the clock's tick: between `before + d` and `after + d`, where before and
+// after bracket the call. `nanos` is d in nanoseconds, written out by hand.
+template <typename Rep, typename Period>
+void expect_deadline(std::chrono::duration<Rep, Period> d, Clock::duration nanos) {
+    const Clock::time_point before = Clock::now();
+    const Clock::time_point deadline = fiber::detail::deadline_after(d);
+    const Clock::time_point after = Clock::now();
+    EXPECT_GE(deadline, before + nanos) << typeid(Rep).name() << " " << d.count();
+    EXPECT_LE(deadline, after + nanos) << typeid(Rep).name() << " " << d.count();
+}
+
+template <typename Rep, typename Period>
+void expect_never(std::chrono::duration<Rep, Period> d) {
+    EXPECT_EQ(fiber::detail::deadline_after(d), Clock::time_point::max()) << typeid(Rep).name();
+}
+
+}  // namespace
+
+TEST(Sleep, EveryDurationTypeGivesTheRightDeadline) {
+    using std::chrono::duration;
+    // Narrow integers: the limit must not be converted into them (it wraps).
+    expect_deadline(duration<std::int32_t, std::nano>(1ms), 1ms);
+    expect_deadline(duration<std::int16_t, std::milli>(1000), 1s);
+    expect_deadline(duration<std::int8_t>(3), 3s);
+    expect_deadline(duration<std::uint32_t, std::micro>(1500), 1500us);
+    expect_deadline(duration<std::int32_t, std::milli>(2'000'000'000), 2'000'000'000ms);
+    // Wide and unsigned integers, and a unit finer than the clock's.
+    expect_deadline(duration<std::uint64_t, std::nano>(7), 7ns);
+    expect_deadline(duration<long long, std::pico>(1'500), 2ns);  // rounded up
+    expect_deadline(std::chrono::hours(2), 2h);
+    // Floating point, rounded up to the next nanosecond.
+    expect_deadline(duration<double, std::milli>(1.5), 1500us);
+    expect_deadline(duration<float>(0.25f), 250ms);
+    expect_deadline(duration<long double, std::nano>(2.5L), 3ns);
+    // Too long for the clock: the last instant, never an overflow.
+    expect_never(std::chrono::hours::max());
+    expect_never(duration<std::uint64_t, std::nano>::max());
+    expect_never(duration<std::int32_t, std::ratio<31556952>>::max());  // int32 years
+    expect_never(duration<float, std::ratio<3600>>::max());
+    expect_never(duration<double>(std::numeric_limits<double>::infinity()));
+    // Zero and negative: now, whatever the type.
+    expect_deadline(duration<std::int8_t>(-1), 0ns);
+    expect_deadline(duration<std::uint16_t>(0), 0ns);
+    expect_deadline(duration<double>(-0.5), 0ns);
+}
+
+TEST(Sleep, ANarrowDurationSleepsAndEnds) {
+    // Converted into these types, the room left on the clock wrapped, and
+    // each sleep had about even odds of lasting for ever.
+    auto nap = []() -> fiber::Task<int> {
+        co_await fiber::sleep_for(std::chrono::duration<std::int32_t, std::nano>(1ms));
+        co_await fiber::sleep_for(std::chrono::duration<std::int16_t, std::milli>(1));
+        co_await fiber::sleep_for(std::chrono::duration<std::uint32_t, std::micro>(500));
+        co_await fiber::sleep_for(std::chrono::duration<std::int32_t, std::micro>(500));
+        co_await fiber::sleep_for(std::chrono::duration<float, std::milli>(1.0f));
+        co_return 1;
+    };
+    EXPECT_EQ(fiber::block_on(nap()), 1);
 }

@@ -14,6 +14,10 @@ namespace fiber {
 
 namespace detail {
 
+// Throws std::logic_error if a task is running on this thread: block_on
+// would block it, and every other task its executor runs here.
+void refuse_inside_a_task();
+
 // The root task of block_on: awaits `task`, stores its outcome where
 // block_on can read it after run() returns, and stops the executor: tasks
 // that `task` spawned and that still wait (an accept loop, a long sleep)
@@ -38,9 +42,11 @@ Task<> capture(Task<T> task, Result<T>& out, Executor& executor) {
 /// Runs `task` to completion on the calling thread and returns its result.
 /// An exception that escapes the task is rethrown here. Tasks it spawns run
 /// on the same executor; those still pending when `task` finishes are
-/// destroyed (after the reactor stops) before block_on returns.
+/// destroyed (after the reactor stops) before block_on returns. Inside a
+/// task it throws std::logic_error at once: co_await the task instead.
 template <typename T>
 T block_on(Task<T> task) {
+    detail::refuse_inside_a_task();
     detail::Result<T> result;
     auto [executor, spawner] = new_executor_and_spawner();
     spawner.spawn(detail::capture(std::move(task), result, executor));

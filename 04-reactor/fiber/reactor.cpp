@@ -3,7 +3,6 @@
 #include "fiber/reactor.hpp"
 
 #include <climits>
-#include <cstdio>
 #include <exception>
 #include <new>
 #include <stdexcept>
@@ -66,6 +65,9 @@ void Reactor::stop() {
 void Reactor::loop() {
     std::vector<PollEvent> events(256);
     std::vector<Waker> wake;
+    // Whatever escapes, the poller's error above all, ends the reactor:
+    // fail() hands it to every waiter, and to run(). Not std::terminate():
+    // the program decides what a dead reactor means for it.
     try {
         for (;;) {
             int timeout;
@@ -100,11 +102,56 @@ void Reactor::loop() {
             }
             wake.resize(kept);
         }
-    } catch (const std::exception& e) {
-        // The poller failed (not EINTR): no task could ever be woken again.
-        std::fprintf(stderr, "fiber: the reactor failed: %s\n", e.what());
-        std::terminate();
+    } catch (...) {
+        fail(std::current_exception());
     }
+}
+
+// The poller failed for good (not EINTR): no readiness and no deadline can
+// be seen any more. Every waiter is woken and finds the error: a sleep in
+// await_resume(), a wait for a handle in woken(); every later timer or
+// wait throws it at once. One waker at a time, taken under the lock and
+// woken outside it, so that nothing allocates; a failure comes once in a
+// reactor's life, so the rescans of the source list cost nothing that
+// matters.
+void Reactor::fail(std::exception_ptr error) noexcept {
+    {
+        std::lock_guard lock(mutex_);
+        failure_ = std::move(error);
+        polling_ = false;
+        removed_.clear();  // no event will be dispatched any more
+    }
+    for (;;) {
+        Waker waker;
+        {
+            std::lock_guard lock(mutex_);
+            if (!heap_.empty()) {
+                TimerEntry& timer = *heap_.front();
+                heap_remove(timer);
+                timer.failed = true;
+                waker = std::move(timer.waker);
+            }
+            for (IoSource* source = sources_; source && !waker; source = source->next) {
+                if (source->reader) {
+                    waker = std::move(source->reader);
+                    source->reader_wait = 0;
+                } else if (source->writer) {
+                    waker = std::move(source->writer);
+                    source->writer_wait = 0;
+                }
+            }
+        }
+        if (!waker) return;  // nobody waits, and nobody can wait any more
+        try {
+            std::move(waker).wake();
+        } catch (...) {  // out of memory: the waker is dropped, as in remove_source()
+        }
+    }
+}
+
+void Reactor::rethrow_failure() {
+    std::lock_guard lock(mutex_);
+    if (failure_) std::rethrow_exception(failure_);
 }
 
 int Reactor::poll_timeout_ms() {
@@ -164,6 +211,7 @@ void Reactor::add_timer(TimerEntry& timer, Waker waker) {
     {
         std::lock_guard lock(mutex_);
         if (stopping_) throw std::logic_error("fiber: sleep_for after its executor was destroyed");
+        if (failure_) std::rethrow_exception(failure_);  // nothing would fire it
         // First the step that can fail (the vector may grow): if it throws,
         // nothing else has changed, and the entry is not in the heap.
         heap_.push_back(&timer);
@@ -190,9 +238,13 @@ std::shared_ptr<IoSource> Reactor::add_source(common::native_handle handle) {
     auto source = std::make_shared<IoSource>();
     source->handle = handle;
     std::lock_guard lock(mutex_);
+    if (failure_) std::rethrow_exception(failure_);
     removed_.reserve(removed_.size() + live_sources_ + 1);  // may throw: nothing done yet
     poller_.add(handle, source.get());
     ++live_sources_;
+    source->next = sources_;
+    if (sources_) sources_->prev = source.get();
+    sources_ = source.get();
     return source;
 }
 
@@ -207,6 +259,9 @@ void Reactor::remove_source(const std::shared_ptr<IoSource>& source) noexcept {
         writer = std::move(source->writer);
         source->reader_wait = source->writer_wait = 0;
         --live_sources_;
+        if (source->prev) source->prev->next = source->next;
+        if (source->next) source->next->prev = source->prev;
+        if (sources_ == source.get()) sources_ = source->next;
         if (polling_) {
             // The reactor thread may hold an event with this source's key
             // that it has not dispatched yet: keep the source alive until
@@ -238,6 +293,7 @@ bool Reactor::ready_or_wait(IoSource& source, unsigned direction, std::uint64_t&
     if (stopping_) {
         throw std::logic_error("fiber: waiting for a handle whose executor was destroyed");
     }
+    if (failure_) std::rethrow_exception(failure_);  // nothing would wake us
     Waker& slot = direction == kReadable ? source.reader : source.writer;
     if (slot) {
         throw std::logic_error(direction == kReadable
@@ -257,6 +313,7 @@ bool Reactor::ready_or_wait(IoSource& source, unsigned direction, std::uint64_t&
 std::uint64_t Reactor::woken(IoSource& source, unsigned direction) {
     std::lock_guard lock(mutex_);
     if (source.closed) throw_closed(source, direction);
+    if (failure_) std::rethrow_exception(failure_);  // woken by fail()
     return source.tick;
 }
 

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -28,6 +29,9 @@ struct TimerEntry {
     std::uint64_t sequence = 0;      // equal deadlines fire in the order they were added
     std::size_t index = kNotQueued;  // position in the heap
     Waker waker;
+    // Set by fail(), under the reactor's lock: the poller failed before the
+    // deadline, and the sleep ends with its error.
+    bool failed = false;
 };
 
 /// One watched handle: what readiness the reactor has seen, and who waits.
@@ -50,6 +54,10 @@ struct IoSource {
     std::uint64_t writer_wait = 0;
     std::uint64_t waits = 0;  // numbers the waits
     bool closed = false;      // removed: waiting on it fails
+    // The reactor's list of live sources, from add_source() to
+    // remove_source(), so that fail() can reach every waiter.
+    IoSource* prev = nullptr;
+    IoSource* next = nullptr;
 };
 
 class Reactor {
@@ -95,8 +103,14 @@ public:
     /// brought the very data the failed operation missed.
     void clear_readiness(IoSource& source, unsigned direction, std::uint64_t tick);
 
+    /// If the poller has failed (its wait returned an error other than
+    /// EINTR), throws that error, a std::system_error that names the call.
+    /// From then on every timer and every wait for a handle throws it too.
+    void rethrow_failure();
+
 private:
     void loop();
+    void fail(std::exception_ptr error) noexcept;
     int poll_timeout_ms();  // caller holds mutex_
     void dispatch(const PollEvent& event, std::vector<Waker>& wake);
     void fire_timers(Clock::time_point now, std::vector<Waker>& wake);
@@ -130,6 +144,8 @@ private:
     // of them, so that remove_source(), which runs in destructors, never
     // allocates: add_source() reserves it.
     std::size_t live_sources_ = 0;
+    IoSource* sources_ = nullptr;  // the live sources: a list through IoSource::next
+    std::exception_ptr failure_;   // the poller's error; once set, never cleared
     bool stopping_ = false;
     std::thread thread_;
 };

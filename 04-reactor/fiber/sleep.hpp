@@ -18,7 +18,8 @@ namespace fiber {
 /// destroyed) removes the timer: once the destructor has returned, the
 /// reactor never touches it again. If the timer fired just before, its wake
 /// is already on its way; that is why an executor destroys waiting frames
-/// only after its reactor has stopped.
+/// only after its reactor has stopped. If the reactor's poller fails, the
+/// sleep ends at once with the poller's error (std::system_error).
 class Sleep {
 public:
     explicit Sleep(std::chrono::steady_clock::time_point deadline) : deadline_(deadline) {}
@@ -36,7 +37,10 @@ public:
         // nothing after this line may touch *this.
         reactor_->add_timer(timer_, std::move(waker));
     }
-    void await_resume() noexcept {}
+    void await_resume() {
+        // Woken before the deadline by a failing poller: its error.
+        if (timer_.failed) reactor_->rethrow_failure();
+    }
 
 private:
     std::chrono::steady_clock::time_point deadline_;

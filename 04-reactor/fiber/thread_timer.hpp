@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <coroutine>
 #include <cstddef>
@@ -20,18 +21,31 @@ namespace detail {
 /// The deadline `d` from now, saturated: a duration longer than the clock
 /// can count (duration::max(), hours::max()) gives the clock's last instant,
 /// "never", where plain `now + d` overflows into the past and the sleep
-/// would end at once. Zero and negative durations give now: no wait.
+/// would end at once. Zero and negative durations give now: no wait. Any
+/// duration type works: narrow or wide, signed or not, integer or floating.
 template <typename Rep, typename Period>
 std::chrono::steady_clock::time_point deadline_after(std::chrono::duration<Rep, Period> d) {
     using Clock = std::chrono::steady_clock;
     const Clock::time_point now = Clock::now();
     if (!(d > d.zero())) return now;  // written so: a NaN duration is no wait either
-    // Compared in d's own unit, so that converting d cannot overflow first.
     const Clock::duration room = Clock::time_point::max() - now;
-    if (!(d < std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(room))) {
-        return Clock::time_point::max();
+    // Does d fit in the room left? Asked in long double, which holds any
+    // duration without overflow. The tempting comparison in integers
+    // converts one side into the other's type, and wraps: the room into
+    // d's type (int32 nanoseconds: a 1 ms sleep never ended), or d into
+    // the clock's (hours::max()).
+    const std::chrono::duration<long double, Clock::period> wanted = d;
+    if (!(wanted < room)) return Clock::time_point::max();
+    // It fits: convert it, rounded up (never early); integers exactly.
+    Clock::duration ticks;
+    if constexpr (std::chrono::treat_as_floating_point_v<Rep>) {
+        ticks = Clock::duration(static_cast<Clock::rep>(std::ceil(wanted.count())));
+    } else {
+        ticks = std::chrono::ceil<Clock::duration>(d);
     }
-    return now + std::chrono::ceil<Clock::duration>(d);  // up: never early
+    // Where long double is no wider than double, `wanted` was rounded, and
+    // ticks may come out a hair past the room: that is "never" too.
+    return ticks < room ? now + ticks : Clock::time_point::max();
 }
 
 }  // namespace detail

@@ -71,6 +71,7 @@ public:
     void waker_created();                      // current_waker
     void waker_dropped();                      // a Waker destroyed unused
     void run();
+    void rethrow_reactor_failure();  // after run(): a failed poller's error
     void stop();
     void unlink(Root::promise_type& root) noexcept;
     void destroy_all() noexcept;
@@ -130,8 +131,13 @@ public:
 
     /// Resumes ready tasks, oldest first. When none is ready it sleeps until
     /// a Waker fires; it returns once nothing is ready and no Waker is left
-    /// that could make a task ready.
-    void run() { detail::checked(scheduler_, "fiber::Executor").run(); }
+    /// that could make a task ready. If the reactor's poller has failed, it
+    /// then throws the poller's error (std::system_error).
+    void run() {
+        detail::Scheduler& scheduler = detail::checked(scheduler_, "fiber::Executor");
+        scheduler.run();
+        scheduler.rethrow_reactor_failure();
+    }
 
     /// Makes run() return once the running task suspends, even though other
     /// tasks still wait; they are destroyed with the Executor. From any thread;

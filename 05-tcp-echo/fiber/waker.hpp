@@ -14,8 +14,9 @@
 namespace fiber {
 
 namespace detail {
+class Reactor;
 class Scheduler;
-}
+}  // namespace detail
 
 /// Move-only handle to one suspended coroutine. `std::move(w).wake()`
 /// enqueues the coroutine on the executor it belongs to and empties `w`.
@@ -44,6 +45,9 @@ private:
     // Counted, not borrowed: the Scheduler counts every Waker alive and is
     // deleted only when no Waker, Executor or Spawner is left, so this
     // pointer never dangles, whichever thread holds the Waker.
+    // The reactor asks whose task a Waker wakes: only its own executor's
+    // tasks give that executor work (see Reactor::take_turn()).
+    friend class detail::Reactor;
     detail::Scheduler* scheduler_ = nullptr;
     std::coroutine_handle<> handle_;
 };

@@ -132,11 +132,12 @@ struct Subject {
         if (!peer) common::throw_error(error, std::string(operation) + " fd " + std::to_string(h));
         common::throw_error(error, std::string(operation) + " " + peer->to_string());
     }
-    // The wait failed (the AsyncFd was closed under it): the same error,
-    // renamed after the peer. Without one, the reactor's text stays, since
-    // it names the descriptor already.
+    // The wait failed. The AsyncFd was closed under it: the same error,
+    // renamed after the peer; without one, the reactor's text stays, since
+    // it names the descriptor already. The poller failed: its text stays,
+    // since it names the call that failed.
     [[noreturn]] void rename(const std::system_error& e) const {
-        if (!peer) throw;
+        if (!peer || e.code() != std::errc::operation_canceled) throw;
         throw std::system_error(e.code(), std::string(operation) + " " + peer->to_string());
     }
 };

@@ -3,6 +3,7 @@
 // keeps it on one worker at a time. The worker loop is in worker.cpp.
 #include "fiber/executor.hpp"
 
+#include "fiber/block_on.hpp"
 #include "fiber/reactor.hpp"
 #include "fiber/worker.hpp"
 
@@ -42,6 +43,18 @@ bool shared_queue_from_env() {
 }
 
 }  // namespace
+
+void refuse_inside_a_task() {
+    // The task that calls block_on would wait, with its whole executor,
+    // for the inner task; if that one waits for a task of the outer
+    // executor, nothing can run it. Tokio refuses the same way ("Cannot
+    // start a runtime from within a runtime").
+    if (t_worker && t_worker->current) {
+        throw std::logic_error(
+            "fiber::block_on inside a task: it would block the thread that runs its "
+            "executor; co_await the task instead");
+    }
+}
 
 void Root::promise_type::FinalAwaiter::await_suspend(Handle self) noexcept {
     self.promise().scheduler->task_done(self);
@@ -217,6 +230,13 @@ void Scheduler::owners_gone() noexcept {
 void Scheduler::run() {
     {
         std::lock_guard lock(mutex_);
+        // One run() at a time. A second one, on another thread or inside
+        // one of our own tasks, would be worker 0 as well, and pop a queue
+        // that only its owner may pop. It throws, and changes nothing.
+        if (in_run_) {
+            throw std::logic_error(
+                "fiber::Executor::run: already running, on another thread or in this task");
+        }
         if (stop_) {
             stop_ = false;  // the next run() starts afresh
             return;
@@ -224,6 +244,7 @@ void Scheduler::run() {
         if (refs_.load() == 1) return;  // nothing queued, and no waker left to change that
         exit_.store(false, std::memory_order_relaxed);
         running_ = true;
+        in_run_ = true;
         // Nobody searches; every worker but this one is asleep (not started).
         // A worker started at the very end of the last run() may have left
         // its flag set: no thread runs now, so we clear them all.
@@ -253,9 +274,23 @@ void Scheduler::run() {
             threads.clear();
             std::lock_guard lock(self.mutex_);
             self.threads_ = std::move(threads);  // keeps the reserved room for the next run()
+            self.in_run_ = false;                // every worker is gone: the next run() may start
         }
     } join{*this};
     work(*workers_[0]);
+}
+
+// run() is over. A reactor whose poller failed has woken its waiters with
+// the error; run() ends with it too, so that a dead reactor is never
+// mistaken for work done. Not under our lock: the reactor's lock is never
+// taken second.
+void Scheduler::rethrow_reactor_failure() {
+    std::shared_ptr<Reactor> reactor;
+    {
+        std::lock_guard lock(mutex_);
+        reactor = reactor_;
+    }
+    if (reactor) reactor->rethrow_failure();
 }
 
 void Scheduler::settle(Worker& w) {
@@ -363,7 +398,7 @@ Reactor* Scheduler::polled_reactor() {
 std::shared_ptr<Reactor> Scheduler::reactor() {
     std::lock_guard lock(mutex_);
     if (closed_) throw std::logic_error("fiber: the executor has been destroyed");
-    if (!reactor_) reactor_ = std::make_shared<Reactor>();
+    if (!reactor_) reactor_ = std::make_shared<Reactor>(this);
     return reactor_;
 }
 

@@ -79,8 +79,15 @@ public:
     /// queue, everything oldest first). Idle workers sleep until a Waker fires; it
     /// returns once nothing is ready or running and no Waker is left that
     /// could make a task ready. The worker threads are joined before it
-    /// returns.
-    void run() { detail::checked(scheduler_, "fiber::Executor").run(); }
+    /// returns. One run() at a time: a second one while it runs (on another
+    /// thread, or inside one of its tasks) throws std::logic_error. If the
+    /// reactor's poller has failed, it ends with the poller's error
+    /// (std::system_error).
+    void run() {
+        detail::Scheduler& scheduler = detail::checked(scheduler_, "fiber::Executor");
+        scheduler.run();
+        scheduler.rethrow_reactor_failure();
+    }
 
     /// Makes run() return once the running tasks suspend, even though other
     /// tasks still wait; they are destroyed with the Executor. Every worker

@@ -50,7 +50,9 @@ constexpr std::size_t kNotifyAfterRemovals = 16;
 
 }  // namespace
 
-Reactor::Reactor() : thread_([this] { loop(); }) { ignore_sigpipe(); }
+Reactor::Reactor(const Scheduler* owner) : owner_(owner), thread_([this] { loop(); }) {
+    ignore_sigpipe();
+}
 
 Reactor::~Reactor() { stop(); }
 
@@ -71,10 +73,11 @@ void Reactor::stop() {
 // (it found nothing to run, not even by polling), it takes the turn and
 // waits in the poller until an event, a deadline or a notify().
 void Reactor::loop() {
+    bool turn = false;  // inside take_turn(), which ends the turn unless it throws
     try {
         std::unique_lock lock(mutex_);
         for (;;) {
-            if (stopping_) return;
+            if (stopping_ || failure_) return;  // failed: nobody polls any more
             const Clock::time_point now = Clock::now();
             const bool timer_due = !heap_.empty() && heap_.front()->deadline <= now;
             if (asked_ || collect_ || timer_due) {
@@ -87,7 +90,9 @@ void Reactor::loop() {
                 const int timeout = asked_ ? poll_timeout_ms() : 0;
                 const bool poll = asked_ || std::exchange(collect_, false);
                 lock.unlock();
+                turn = true;
                 take_turn(poll, timeout);
+                turn = false;
                 lock.lock();
                 continue;
             }
@@ -101,7 +106,14 @@ void Reactor::loop() {
             }
         }
     } catch (const std::exception& e) {
-        // The poller failed (not EINTR): no task could ever be woken again.
+        // take_turn() threw (out of memory while it dispatched; the poller's
+        // own failure it hands to fail() itself): the turn is ours, and the
+        // reactor ends as a failing poller ends it. Anywhere else only a
+        // condition variable can have failed, which leaves nothing to trust.
+        if (turn) {
+            fail(std::current_exception());
+            return;
+        }
         std::fprintf(stderr, "fiber: the reactor failed: %s\n", e.what());
         std::terminate();
     }
@@ -110,7 +122,8 @@ void Reactor::loop() {
 std::size_t Reactor::poll_ready() {
     {
         std::lock_guard lock(mutex_);
-        if (stopping_ || polling_) return 0;  // polling_: the reactor thread polls
+        // polling_: the reactor thread polls. failure_: nobody polls.
+        if (stopping_ || polling_ || failure_) return 0;
         polling_ = true;
     }
     // While the executor works, events pile up in the poller, and this one
@@ -131,22 +144,33 @@ void Reactor::poll_before_sleeping() {
 
 // The caller holds the turn (it set polling_). Waits in the poller unless
 // `poll` is false, dispatches, fires due timers, wakes, and gives the turn
-// back. Returns how many tasks it woke.
+// back. Returns how many tasks of our own executor it woke.
 std::size_t Reactor::take_turn(bool poll, int timeout_ms) {
-    const std::size_t n = poll ? poller_.wait(events_, timeout_ms) : 0;
+    std::size_t n = 0;
+    if (poll) {
+        try {
+            n = poller_.wait(events_, timeout_ms);
+        } catch (...) {  // not EINTR (the poller retries that): for good
+            return fail(std::current_exception());
+        }
+    }
+    std::size_t own = 0;  // the tasks of our own executor among them
     {
         std::lock_guard lock(mutex_);
         for (std::size_t i = 0; i < n; ++i) dispatch(events_[i], wake_);
         fire_timers(Clock::now(), wake_);
-        // The executor will have work: it asks again once it is done. Not
+        for (const Waker& w : wake_) own += w.scheduler_ == owner_;
+        // Our executor will have work: it asks again once it is done. Not
         // after the wakes below: by then it may have run that work and
-        // asked again, and that request must stand.
-        if (!wake_.empty()) asked_ = false;
+        // asked again, and that request must stand. Not for a task of
+        // another executor (it waits on a handle registered here): ours
+        // gets no work from it and will not ask again, and its idle
+        // workers would wait on a reactor that no longer polls.
+        if (own > 0) asked_ = false;
     }
     // Wake outside the lock: wake() may take the executor's lock. A wake
     // never allocates here (the ready queues link the tasks themselves), so
     // none can fail and none needs to be kept for later.
-    const std::size_t woken = wake_.size();
     for (Waker& w : wake_) std::move(w).wake();
     wake_.clear();
     bool notify;
@@ -160,7 +184,62 @@ std::size_t Reactor::take_turn(bool poll, int timeout_ms) {
         notify = std::exchange(turn_wanted_, false);
     }
     if (notify) idle_.notify_one();
-    return woken;
+    return own;
+}
+
+// The poller failed for good: no readiness and no deadline can be seen any
+// more. The caller held the turn, on the reactor thread or on a worker;
+// here it ends, and nobody takes it again. Every waiter is woken and finds
+// the error: a sleep in await_resume(), a wait for a handle in woken();
+// every later timer or wait throws it at once. One waker at a time, taken
+// under the lock and woken outside it, so that nothing allocates; a
+// failure comes once in a reactor's life, so the rescans of the source
+// list cost nothing that matters. Returns how many tasks it woke.
+std::size_t Reactor::fail(std::exception_ptr error) noexcept {
+    bool notify;
+    {
+        std::lock_guard lock(mutex_);
+        failure_ = std::move(error);
+        polling_ = false;
+        removed_.clear();  // no event will be dispatched any more
+        notify = std::exchange(turn_wanted_, false);
+    }
+    if (notify) idle_.notify_one();  // the reactor thread waits for the turn: it ends
+    std::size_t woken = 0;
+    for (Waker& w : wake_) {  // dispatched by a turn that failed before it woke them
+        std::move(w).wake();
+        ++woken;
+    }
+    wake_.clear();
+    for (;;) {
+        Waker waker;
+        {
+            std::lock_guard lock(mutex_);
+            if (!heap_.empty()) {
+                TimerEntry& timer = *heap_.front();
+                heap_remove(timer);
+                timer.failed = true;
+                waker = std::move(timer.waker);
+            }
+            for (IoSource* source = sources_; source && !waker; source = source->next) {
+                if (source->reader) {
+                    waker = std::move(source->reader);
+                    source->reader_wait = 0;
+                } else if (source->writer) {
+                    waker = std::move(source->writer);
+                    source->writer_wait = 0;
+                }
+            }
+        }
+        if (!waker) return woken;  // nobody waits, and nobody can wait any more
+        std::move(waker).wake();   // never fails: see take_turn()
+        ++woken;
+    }
+}
+
+void Reactor::rethrow_failure() {
+    std::lock_guard lock(mutex_);
+    if (failure_) std::rethrow_exception(failure_);
 }
 
 int Reactor::poll_timeout_ms() {
@@ -222,6 +301,7 @@ void Reactor::add_timer(TimerEntry& timer, Waker waker) {
     {
         std::lock_guard lock(mutex_);
         if (stopping_) throw std::logic_error("fiber: sleep_for after its executor was destroyed");
+        if (failure_) std::rethrow_exception(failure_);  // nothing would fire it
         // First the step that can fail (the vector may grow): if it throws,
         // nothing else has changed, and the entry is not in the heap.
         heap_.push_back(&timer);
@@ -251,9 +331,13 @@ std::shared_ptr<IoSource> Reactor::add_source(common::native_handle handle) {
     auto source = std::make_shared<IoSource>();
     source->handle = handle;
     std::lock_guard lock(mutex_);
+    if (failure_) std::rethrow_exception(failure_);
     removed_.reserve(removed_.size() + live_sources_ + 1);  // may throw: nothing done yet
     poller_.add(handle, source.get());
     ++live_sources_;
+    source->next = sources_;
+    if (sources_) sources_->prev = source.get();
+    sources_ = source.get();
     return source;
 }
 
@@ -268,6 +352,9 @@ void Reactor::remove_source(const std::shared_ptr<IoSource>& source) noexcept {
         writer = std::move(source->writer);
         source->reader_wait = source->writer_wait = 0;
         --live_sources_;
+        if (source->prev) source->prev->next = source->next;
+        if (source->next) source->next->prev = source->prev;
+        if (sources_ == source.get()) sources_ = source->next;
         if (polling_) {
             // The reactor thread may hold an event with this source's key
             // that it has not dispatched yet: keep the source alive until
@@ -301,6 +388,7 @@ bool Reactor::ready_or_wait(IoSource& source, unsigned direction, std::uint64_t&
     if (stopping_) {
         throw std::logic_error("fiber: waiting for a handle whose executor was destroyed");
     }
+    if (failure_) std::rethrow_exception(failure_);  // nothing would wake us
     Waker& slot = direction == kReadable ? source.reader : source.writer;
     if (slot) {
         throw std::logic_error(direction == kReadable
@@ -320,6 +408,7 @@ bool Reactor::ready_or_wait(IoSource& source, unsigned direction, std::uint64_t&
 std::uint64_t Reactor::woken(IoSource& source, unsigned direction) {
     std::lock_guard lock(mutex_);
     if (source.closed) throw_closed(source, direction);
+    if (failure_) std::rethrow_exception(failure_);  // woken by fail()
     return source.tick(direction);
 }
 

@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -31,6 +32,9 @@ struct TimerEntry {
     std::uint64_t sequence = 0;      // equal deadlines fire in the order they were added
     std::size_t index = kNotQueued;  // position in the heap
     Waker waker;
+    // Set by fail(), under the reactor's lock: the poller failed before the
+    // deadline, and the sleep ends with its error.
+    bool failed = false;
 };
 
 /// One watched handle: what readiness the reactor has seen, and who waits.
@@ -62,11 +66,17 @@ struct IoSource {
     std::uint64_t writer_wait = 0;
     std::uint64_t waits = 0;  // numbers the waits
     bool closed = false;      // removed: waiting on it fails
+    // The reactor's list of live sources, from add_source() to
+    // remove_source(), so that fail() can reach every waiter.
+    IoSource* prev = nullptr;
+    IoSource* next = nullptr;
 };
 
 class Reactor {
 public:
-    Reactor();  // starts the reactor thread
+    // Starts the reactor thread. `owner`: the executor whose reactor it is
+    // (none for a reactor that a test drives by hand).
+    explicit Reactor(const Scheduler* owner = nullptr);
     ~Reactor();
     Reactor(const Reactor&) = delete;
     Reactor& operator=(const Reactor&) = delete;
@@ -113,17 +123,24 @@ public:
     void clear_drained(IoSource& source, std::uint64_t tick);
 
     /// Polls without blocking, on the calling thread, and wakes what is
-    /// ready; returns how many tasks it woke. Does nothing while another
-    /// thread polls. The executor calls it every so often while it works.
+    /// ready; returns how many tasks of its own executor it woke. Does
+    /// nothing while another thread polls. The executor calls it every so
+    /// often while it works.
     std::size_t poll_ready();
     /// Called by the executor when it has nothing to run, before it sleeps:
     /// poll_ready(), and if that woke nothing, asks the reactor thread to
     /// wait in the poller until something happens. Returns at once.
     void poll_before_sleeping();
 
+    /// If the poller has failed (its wait returned an error other than
+    /// EINTR), throws that error, a std::system_error that names the call.
+    /// From then on every timer and every wait for a handle throws it too.
+    void rethrow_failure();
+
 private:
     void loop();
-    std::size_t take_turn(bool poll, int timeout_ms);  // the caller holds the turn
+    std::size_t fail(std::exception_ptr error) noexcept;  // the caller holds the turn
+    std::size_t take_turn(bool poll, int timeout_ms);     // the caller holds the turn
     void clear(IoSource& source, unsigned direction, unsigned bits, std::uint64_t tick);
     int poll_timeout_ms();  // caller holds mutex_
     void dispatch(const PollEvent& event, std::vector<Waker>& wake);
@@ -166,6 +183,9 @@ private:
     // Cleared by any turn that has tasks to wake: the executor will run
     // them, and ask again when it is done.
     bool asked_ = false;
+    // The executor that asks. A handle registered here may be waited on
+    // by a task of another executor; waking that one gives ours no work.
+    const Scheduler* const owner_;
     bool collect_ = false;      // poll once without blocking: see remove_source()
     bool turn_wanted_ = false;  // the reactor thread waits for the turn
     std::condition_variable idle_;
@@ -173,6 +193,8 @@ private:
     // of them, so that remove_source(), which runs in destructors, never
     // allocates: add_source() reserves it.
     std::size_t live_sources_ = 0;
+    IoSource* sources_ = nullptr;  // the live sources: a list through IoSource::next
+    std::exception_ptr failure_;   // the poller's error; once set, never cleared
     bool stopping_ = false;
     std::thread thread_;
 };

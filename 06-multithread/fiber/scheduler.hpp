@@ -96,6 +96,7 @@ public:
     void waker_created();         // current_waker
     void waker_dropped();         // a Waker destroyed unused
     void run();
+    void rethrow_reactor_failure();  // after run(): a failed poller's error
     void stop();
     void task_done(Root::Handle root) noexcept;  // unlinks and destroys it
     void destroy_all() noexcept;
@@ -151,8 +152,9 @@ private:
     std::vector<std::thread> threads_;  // workers 1.. started in this run(); reserved
     std::size_t started_ = 1;           // workers running in this run(), worker 0 included
     bool running_ = false;              // run() is running: workers may be started
-    bool closed_ = false;               // the Executor is gone
-    bool stop_ = false;                 // stop() was called: run() returns at the next boundary
+    bool in_run_ = false;  // a run() is under way, from its start until its workers are joined
+    bool closed_ = false;  // the Executor is gone
+    bool stop_ = false;    // stop() was called: run() returns at the next boundary
     std::shared_ptr<Reactor> reactor_;  // shared with every AsyncFd and sleep
 };
 

@@ -16,6 +16,7 @@
 namespace fiber {
 
 namespace detail {
+class Reactor;
 class Scheduler;
 struct TaskHeader;
 }  // namespace detail
@@ -48,6 +49,9 @@ private:
     // Counted, not borrowed: the Scheduler counts every Waker alive and is
     // deleted only when no Waker, Executor or Spawner is left, so this
     // pointer never dangles, whichever thread holds the Waker.
+    // The reactor asks whose task a Waker wakes: only its own executor's
+    // tasks give that executor work (see Reactor::take_turn()).
+    friend class detail::Reactor;
     detail::Scheduler* scheduler_ = nullptr;
     // Borrowed: the task's frame lives until the task finishes, which needs
     // this very wake, or until the Executor destroys it, after which the

@@ -11,6 +11,8 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <stdexcept>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -345,4 +347,68 @@ TEST(Multithread, AnIdleRuntimeWithFourWorkersUsesUnderOnePercentOfACore) {
     const double used = fiber::common::process_cpu_seconds() - before;
     EXPECT_LT(used, 0.01 * std::chrono::duration<double>(kNap).count())
         << used * 1e3 << " ms of CPU";
+}
+
+namespace {
+
+// A one-way signal between plain threads (the test's, and a worker that a
+// task blocks on purpose).
+struct Latch {
+    std::mutex mutex;
+    std::condition_variable changed;
+    bool raised = false;
+    void raise() {
+        std::lock_guard lock(mutex);
+        raised = true;
+        changed.notify_all();
+    }
+    void wait() {
+        std::unique_lock lock(mutex);
+        changed.wait(lock, [this] { return raised; });
+    }
+};
+
+}  // namespace
+
+TEST(Multithread, ASecondConcurrentRunThrows) {
+    // run() on a second thread while the first runs: both would be worker
+    // 0, popping a queue that only its owner may pop. The second throws.
+    auto [executor, spawner] = fiber::new_executor_and_spawner();
+    Latch running;
+    Latch release;
+    auto hold = [](Latch& running, Latch& release) -> fiber::Task<> {
+        running.raise();
+        release.wait();  // keeps the first run() busy until the second has returned
+        co_return;
+    };
+    spawner.spawn(hold(running, release));
+    fiber::Executor* const runner = &executor;  // a binding: Clang 14 cannot capture it
+    std::thread first([runner] { runner->run(); });
+    running.wait();
+    std::string error;
+    try {
+        executor.run();
+    } catch (const std::logic_error& e) {
+        error = e.what();
+    }
+    release.raise();
+    first.join();
+    EXPECT_NE(error.find("already running"), std::string::npos) << error;
+    executor.run();  // the first has returned: a new run() may start
+}
+
+TEST(Multithread, RunInsideOneOfItsOwnTasksThrows) {
+    auto [executor, spawner] = fiber::new_executor_and_spawner();
+    std::string error;
+    auto nested = [](fiber::Executor& executor, std::string& error) -> fiber::Task<> {
+        try {
+            executor.run();
+        } catch (const std::logic_error& e) {
+            error = e.what();
+        }
+        co_return;
+    };
+    spawner.spawn(nested(executor, error));
+    executor.run();
+    EXPECT_NE(error.find("already running"), std::string::npos) << error;
 }

@@ -18,9 +18,9 @@ namespace fiber {
 namespace detail {
 
 // Runs `top`, the frame of block_on's task, as the task whose root is
-// `root`: with `workers` 1, on the thread's own runtime (unless a block_on
-// further up this thread's stack is using it: then, as with any other
-// count, on a new runtime of `workers` threads, 0 meaning the default).
+// `root`: with `workers` 1, on the thread's own runtime; with any other
+// count, on a new runtime of `workers` threads, 0 meaning the default.
+// Throws std::logic_error, and runs nothing, if a task runs on this thread.
 // Returns once the task has finished, or once nothing is left that could
 // wake it; the tasks it spawned that still wait are destroyed by then.
 void block_on_root(TaskRoot& root, std::coroutine_handle<> top, std::size_t workers);
@@ -48,9 +48,8 @@ T block_on(Task<T> task, std::size_t workers) {
 /// on the same runtime, on this thread; those still pending when `task`
 /// finishes are destroyed (after the reactor stops) before block_on
 /// returns. The runtime is the thread's own and is reused by the next
-/// block_on. Inside a task, block_on blocks the calling worker until its
-/// task is done; it runs on the thread's runtime, or on one of its own if
-/// a block_on further up this thread's stack is using that one.
+/// block_on. Inside a task it throws std::logic_error at once: co_await
+/// the task instead.
 template <typename T>
 T block_on(Task<T> task) {
     return detail::block_on(std::move(task), 1);

@@ -239,6 +239,13 @@ void Scheduler::owners_gone() noexcept {
 void Scheduler::run() {
     {
         std::lock_guard lock(mutex_);
+        // One run() at a time. A second one, on another thread or inside
+        // one of our own tasks, would be worker 0 as well, and pop a queue
+        // that only its owner may pop. It throws, and changes nothing.
+        if (in_run_) {
+            throw std::logic_error(
+                "fiber::Executor::run: already running, on another thread or in this task");
+        }
         if (stop_) {
             stop_ = false;  // the next run() starts afresh
             return;
@@ -246,6 +253,7 @@ void Scheduler::run() {
         if (refs_.load() == 1) return;  // nothing queued, and no waker left to change that
         exit_.store(false, std::memory_order_relaxed);
         running_ = true;
+        in_run_ = true;
         // Nobody searches; every worker but this one is asleep (not started).
         // A worker started at the very end of the last run() may have left
         // its flag set: no thread runs now, so we clear them all.
@@ -279,9 +287,23 @@ void Scheduler::run() {
             threads.clear();
             std::lock_guard lock(self.mutex_);
             self.threads_ = std::move(threads);  // keeps the reserved room for the next run()
+            self.in_run_ = false;                // every worker is gone: the next run() may start
         }
     } join{*this};
     work(*workers_[0]);
+}
+
+// run() is over. A reactor whose poller failed has woken its waiters with
+// the error; run() ends with it too, so that a dead reactor is never
+// mistaken for work done. Not under our lock: the reactor's lock is never
+// taken second.
+void Scheduler::rethrow_reactor_failure() {
+    std::shared_ptr<Reactor> reactor;
+    {
+        std::lock_guard lock(mutex_);
+        reactor = reactor_;
+    }
+    if (reactor) reactor->rethrow_failure();
 }
 
 bool Scheduler::run_root(TaskRoot& root, std::coroutine_handle<> top) {
@@ -451,7 +473,7 @@ Reactor* Scheduler::polled_reactor() {
 std::shared_ptr<Reactor> Scheduler::reactor() {
     std::lock_guard lock(mutex_);
     if (closed_) throw std::logic_error("fiber: the executor has been destroyed");
-    if (!reactor_) reactor_ = std::make_shared<Reactor>();
+    if (!reactor_) reactor_ = std::make_shared<Reactor>(this);
     return reactor_;
 }
 
@@ -555,17 +577,26 @@ void ThreadRuntime::set(Scheduler* s) {
 }  // namespace
 
 void block_on_root(TaskRoot& root, std::coroutine_handle<> top, std::size_t workers) {
+    // Inside a task, block_on would block its worker until the inner task
+    // is done; if that one waits for a task the worker would run, nothing
+    // ever runs it (with one worker, a silent deadlock). Tokio refuses the
+    // same way ("Cannot start a runtime from within a runtime").
+    if (current_scheduler()) {
+        throw std::logic_error(
+            "fiber::block_on inside a task: it would block the thread that runs its "
+            "executor; co_await the task instead");
+    }
     ThreadRuntime& rt = t_runtime;
     if (workers != 1 || rt.busy) {
-        // Several workers (FIBER_MAIN), or a block_on inside a task that
-        // the thread's runtime runs (nested): a runtime of its own, closed
-        // after it. A nested block_on blocks the worker it is called on
-        // until its task is done, as any blocking call does.
+        // Several workers (FIBER_MAIN), or the thread's runtime in use
+        // further up this thread's stack (not by a task: refused above): a
+        // runtime of its own, closed after it.
         struct Closer {
             Scheduler* scheduler;
             ~Closer() { ThreadRuntime::close(scheduler); }
         } own{new Scheduler(workers, shared_queue_from_env())};
         own.scheduler->run_root(root, top);
+        own.scheduler->rethrow_reactor_failure();  // as Executor::run() does
         return;
     }
     if (!rt.scheduler) rt.set(new Scheduler(1, shared_queue_from_env()));
@@ -583,6 +614,9 @@ void block_on_root(TaskRoot& root, std::coroutine_handle<> top, std::size_t work
     } release{rt};
     rt.busy = true;
     release.first_step = rt.scheduler->run_root(root, top);
+    // As Executor::run() does. Not after a first step alone: no worker
+    // polled, and that path takes no lock.
+    if (!release.first_step) rt.scheduler->rethrow_reactor_failure();
 }
 
 Scheduler* current_scheduler() noexcept {

@@ -123,6 +123,7 @@ public:
     void waker_created();         // current_waker
     void waker_dropped();         // a Waker destroyed unused
     void run();
+    void rethrow_reactor_failure();  // after run(): a failed poller's error
     // block_on: runs `top` as the root task `root`, on this thread as
     // worker 0, until it has finished or nothing is left that could wake it.
     // Returns true if it finished in its first step: nothing else ran.
@@ -187,8 +188,9 @@ private:
     std::vector<std::thread> threads_;  // workers 1.. started in this run(); reserved
     std::size_t started_ = 1;           // workers running in this run(), worker 0 included
     bool running_ = false;              // run() is running: workers may be started
-    bool closed_ = false;               // the Executor is gone
-    bool stop_ = false;                 // stop() was called: run() returns at the next boundary
+    bool in_run_ = false;  // a run() is under way, from its start until its workers are joined
+    bool closed_ = false;  // the Executor is gone
+    bool stop_ = false;    // stop() was called: run() returns at the next boundary
     std::shared_ptr<Reactor> reactor_;  // shared with every AsyncFd and sleep
     // block_on's task, while run_root() runs: its end ends the run. Set
     // before the workers start, so they read it without the lock.

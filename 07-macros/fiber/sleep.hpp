@@ -22,7 +22,8 @@ namespace fiber {
 /// reactor never touches it again. If the timer fired just before, its wake
 /// is already on its way; that is why an executor destroys waiting frames
 /// only after its reactor has stopped. A stop request for the task ends
-/// the sleep at once with fiber::Cancelled.
+/// the sleep at once with fiber::Cancelled. If the reactor's poller fails,
+/// the sleep ends at once with the poller's error (std::system_error).
 class Sleep {
 public:
     explicit Sleep(std::chrono::steady_clock::time_point deadline) : deadline_(deadline) {}
@@ -66,6 +67,8 @@ public:
         // written under the reactor's lock, is settled and visible to us.
         stop_.reset();
         if (timer_.cancelled) throw Cancelled();
+        // Woken before the deadline by a failing poller: its error.
+        if (timer_.failed) reactor_->rethrow_failure();
     }
 
 private:

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -242,6 +243,24 @@ TEST(Timeout, ThrowsTimedOutAndCancelsTheTask) {
         EXPECT_THROW((void)co_await fiber::timeout(20ms, sleep_forever(unwound)), fiber::TimedOut);
         EXPECT_GE(Clock::now() - t0, 20ms);
         EXPECT_EQ(unwound.load(), 1);
+    });
+}
+
+TEST(Timeout, AnyDurationTypeTimesOut) {
+    // Narrow integer limits used to saturate to "never" about half the
+    // time (the room left on the clock wrapped in their type), and the
+    // timeout never came.
+    run_test([](fiber::Spawner) -> Task<> {
+        std::atomic<int> unwound = 0;
+        const std::chrono::duration<std::int32_t, std::nano> nanos = 2ms;
+        EXPECT_THROW((void)co_await fiber::timeout(nanos, sleep_forever(unwound)), fiber::TimedOut);
+        const std::chrono::duration<std::int16_t, std::milli> millis(2);
+        EXPECT_THROW((void)co_await fiber::timeout(millis, sleep_forever(unwound)),
+                     fiber::TimedOut);
+        const std::chrono::duration<float, std::milli> floating(2.0f);
+        EXPECT_THROW((void)co_await fiber::timeout(floating, sleep_forever(unwound)),
+                     fiber::TimedOut);
+        EXPECT_EQ(unwound.load(), 3);
     });
 }
 
