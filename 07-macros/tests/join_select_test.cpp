@@ -382,7 +382,7 @@ TEST(Select, ALosersOwnErrorIsReportedNotDropped) {
 TEST(Join, ASecondFailureIsReportedNotDropped) {
     testing::internal::CaptureStderr();
     run_test([](fiber::Spawner) -> Task<> {
-        EXPECT_THROW((void)co_await fiber::join(fails_when_cancelled(), fails()),
+        EXPECT_THROW((void)co_await fiber::join(fails_when_cancelled(), fails_after_a_yield()),
                      std::runtime_error);
     });
     const std::string err = testing::internal::GetCapturedStderr();
