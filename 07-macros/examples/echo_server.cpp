@@ -107,7 +107,7 @@ fiber::Task<> accept_loop(Server& server, fiber::SocketAddress address) {
     say("listening on " + bound);
     auto backoff = 0ms;  // 0 while accepting works
     for (long served = 0; !server.stopping && served != server.limit;) {
-        std::optional<fiber::Task<fiber::Accepted>> accept;
+        std::optional<fiber::Accept> accept;
         {
             // shut_down() sets `stopping`, then closes under this mutex:
             // seen false here, the listener is still open. The accept holds

@@ -152,9 +152,15 @@ Subject subject(const char* operation, const SocketAddress* peer) {
 // after they start, so moving or destroying it while they wait is safe.
 // Each names its errors itself: wrapping it in a second coroutine that
 // catches and renames would cost a frame per read.
+// `unread` belongs to the OwnedHandle that `source` keeps alive.
 Task<std::size_t> read_loop(std::shared_ptr<detail::Reactor> reactor,
-                            std::shared_ptr<detail::IoSource> source, std::span<std::byte> buffer,
-                            Subject subject) {
+                            std::shared_ptr<detail::IoSource> source, detail::UnreadBytes* unread,
+                            std::span<std::byte> buffer, Subject subject) {
+    // Bytes that a cancelled read gave back were taken before anything
+    // still in the socket: they come first.
+    if (!unread->empty()) {
+        if (std::size_t n = unread->take(buffer)) co_return n;
+    }
     for (;;) {
         std::uint64_t tick = 0;
         try {
@@ -219,7 +225,8 @@ Task<std::size_t> write_loop(std::shared_ptr<detail::Reactor> reactor,
 // the next send() says EAGAIN if the buffer really is full.
 Task<> send_all_loop(std::shared_ptr<detail::Reactor> reactor,
                      std::shared_ptr<detail::IoSource> source, std::span<const std::byte> data,
-                     Subject subject) {
+                     Subject subject, std::size_t* sent) {
+    if (sent) *sent = 0;
     while (!data.empty()) {
         std::uint64_t tick = 0;
         try {
@@ -229,14 +236,17 @@ Task<> send_all_loop(std::shared_ptr<detail::Reactor> reactor,
         }
         if (auto n = write_once_ready(*reactor, *source, data, true, tick, subject)) {
             data = data.subspan(*n);
+            if (sent) *sent += *n;
         }
     }
 }
 
 }  // namespace
 
-Task<std::size_t> AsyncFd::read(std::span<std::byte> buffer, const SocketAddress* peer) {
-    return read_loop(reactor_, source(), buffer, subject("read", peer));
+Read AsyncFd::read(std::span<std::byte> buffer, const SocketAddress* peer) {
+    const auto& owned = this->owned();
+    return Read(read_loop(reactor_, source(), &owned->unread, buffer, subject("read", peer)), owned,
+                buffer);
 }
 
 Task<std::size_t> AsyncFd::write(std::span<const std::byte> data) {
@@ -247,8 +257,9 @@ Task<std::size_t> AsyncFd::send(std::span<const std::byte> data, const SocketAdd
     return write_loop(reactor_, source(), data, true, subject("write", peer));
 }
 
-Task<> AsyncFd::send_all(std::span<const std::byte> data, const SocketAddress* peer) {
-    return send_all_loop(reactor_, source(), data, subject("write", peer));
+Task<> AsyncFd::send_all(std::span<const std::byte> data, const SocketAddress* peer,
+                         std::size_t* sent) {
+    return send_all_loop(reactor_, source(), data, subject("write", peer), sent);
 }
 
 }  // namespace fiber

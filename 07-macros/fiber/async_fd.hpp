@@ -13,6 +13,7 @@
 
 #include "common/os.hpp"
 #include "fiber/cancel.hpp"
+#include "fiber/cancel_safe.hpp"
 #include "fiber/reactor.hpp"
 #include "fiber/socket_address.hpp"
 #include "fiber/stop_state.hpp"
@@ -92,6 +93,7 @@ namespace detail {
 /// read fail with EBADF, or read from whatever file gets the number next.
 struct OwnedHandle {
     std::shared_ptr<IoSource> source;  // empty until registered
+    UnreadBytes unread;                // what cancelled reads gave back
     OwnedHandle() = default;
     OwnedHandle(const OwnedHandle&) = delete;
     OwnedHandle& operator=(const OwnedHandle&) = delete;
@@ -99,6 +101,33 @@ struct OwnedHandle {
 };
 
 }  // namespace detail
+
+/// What read() returns: `co_await` it once for the byte count. Cancel safe:
+/// every byte it takes from the descriptor is either in the count it gives
+/// or, when select, join or timeout drop that count (another branch won
+/// while this one read), given back: the next read returns those bytes
+/// first. A cancellation that comes before the read took anything takes
+/// nothing. Safe only as the branch itself: a coroutine of your own that
+/// awaits a read and returns its count has nothing to give the bytes back
+/// to, so pass `stream.read(buffer)` to select, not a wrapper around it.
+class [[nodiscard]] Read {
+public:
+    Task<std::size_t>::Awaiter operator co_await() && {
+        return std::move(task_).operator co_await();
+    }
+    /// The first n bytes of the buffer go back in front of the descriptor's.
+    void give_back(std::size_t n) { owned_->unread.put_back(buffer_.first(n)); }
+
+private:
+    friend class AsyncFd;
+    Read(Task<std::size_t> task, std::shared_ptr<detail::OwnedHandle> owned,
+         std::span<std::byte> buffer)
+        : task_(std::move(task)), owned_(std::move(owned)), buffer_(buffer) {}
+
+    Task<std::size_t> task_;
+    std::shared_ptr<detail::OwnedHandle> owned_;  // the bytes go back here, even after a close
+    std::span<std::byte> buffer_;
+};
 
 /// Owns a descriptor (a socket on Windows) and its registration with the
 /// reactor. It shares the reactor and the descriptor with every operation
@@ -118,11 +147,14 @@ public:
 
     /// Reads at most buffer.size() bytes; 0 means end of stream. An error
     /// names the descriptor ("read fd 5: ..."), or `peer` if given ("read
-    /// 127.0.0.1:7878: ..."): the operation keeps a copy of it.
-    Task<std::size_t> read(std::span<std::byte> buffer, const SocketAddress* peer = nullptr);
+    /// 127.0.0.1:7878: ..."): the operation keeps a copy of it. Cancel
+    /// safe (see Read): bytes given back come before the descriptor's.
+    Read read(std::span<std::byte> buffer, const SocketAddress* peer = nullptr);
     /// Writes at least one byte of `data` (all of it unless the peer is
     /// slow). A reader that is gone is std::system_error (EPIPE), never
-    /// SIGPIPE.
+    /// SIGPIPE. Cancel safe while it waits (nothing written); a write
+    /// that finished as another branch of select won has written its bytes,
+    /// and the count is lost with the branch.
     Task<std::size_t> write(std::span<const std::byte> data);
     /// write() for a socket: send() with MSG_NOSIGNAL where it exists, so a
     /// peer that is gone is EPIPE even in a process that has not ignored
@@ -131,7 +163,10 @@ public:
     Task<std::size_t> send(std::span<const std::byte> data, const SocketAddress* peer = nullptr);
     /// send() until all of `data` is written, waiting whenever the peer
     /// reads slower than we write: one coroutine however many waits it takes.
-    Task<> send_all(std::span<const std::byte> data, const SocketAddress* peer = nullptr);
+    /// `sent`, if given, counts the bytes written so far (from 0): after a
+    /// cancellation or an error it says how much of `data` went out.
+    Task<> send_all(std::span<const std::byte> data, const SocketAddress* peer = nullptr,
+                    std::size_t* sent = nullptr);
 
     ReadinessAwaiter readable() { return {reactor_, source(), detail::kReadable}; }
     ReadinessAwaiter writable() { return {reactor_, source(), detail::kWritable}; }

@@ -15,8 +15,10 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <variant>
 
 #include "fiber/awaitable.hpp"
+#include "fiber/cancel_safe.hpp"
 #include "fiber/group.hpp"
 #include "fiber/task.hpp"
 
@@ -24,14 +26,20 @@ namespace fiber {
 
 namespace detail {
 
-template <typename... T>
+// What a join keeps of a branch after it finished: the operation itself
+// if it can give its value back (a read, an accept), else nothing.
+template <typename B>
+using Kept = std::conditional_t<GivesBack<B>, B, std::monostate>;
+
+template <typename... B>
 class JoinGroup : public Group {
 public:
-    JoinGroup() : Group(sizeof...(T)) {}
+    JoinGroup() : Group(sizeof...(B)) {}
 
-    // Each child writes its own slot, on its own worker; the parent reads
+    // Each child writes its own slots, on its own worker; the parent reads
     // them all after the count (see Group) says every child is done.
-    std::tuple<std::optional<Value<T>>...> values;
+    std::tuple<std::optional<Value<AwaitResult<B>>>...> values;
+    std::tuple<std::optional<Kept<B>>...> kept;
 
     void fail(std::exception_ptr e) noexcept {
         // The first failure wins; the later ones are reported, never
@@ -52,24 +60,42 @@ public:
     std::exception_ptr take_error() noexcept { return std::exchange(error_, nullptr); }
 
     template <std::size_t... I>
-    std::tuple<Value<T>...> take(std::index_sequence<I...>) {
-        return std::tuple<Value<T>...>(std::move(*std::get<I>(values))...);
+    std::tuple<Value<AwaitResult<B>>...> take(std::index_sequence<I...>) {
+        return std::tuple<Value<AwaitResult<B>>...>(std::move(*std::get<I>(values))...);
+    }
+
+    /// The join failed: the values of the branches that finished are
+    /// dropped. Those that can go back (bytes read, connections accepted)
+    /// do, so that a failed join loses nothing that a read took.
+    template <std::size_t... I>
+    void give_back(std::index_sequence<I...>) noexcept {
+        (give_back_one<I>(), ...);
     }
 
 private:
+    template <std::size_t I>
+    void give_back_one() noexcept {
+        auto& value = std::get<I>(values);
+        auto& branch = std::get<I>(kept);
+        if constexpr (GivesBack<std::remove_cvref_t<decltype(*branch)>>) {
+            if (value && branch) give_back_dropped(*branch, std::move(*value));
+        }
+    }
+
     std::atomic<bool> failed_{false};
     std::exception_ptr error_;  // written by the first to fail, read after all_done()
 };
 
-template <std::size_t I, typename G, typename T>
-Task<> join_child(std::shared_ptr<G> group, Task<T> task) {
+template <std::size_t I, typename G, typename B>
+Task<> join_child(std::shared_ptr<G> group, B branch) {
     try {
-        if constexpr (std::is_void_v<T>) {
-            co_await std::move(task);
+        if constexpr (std::is_void_v<AwaitResult<B>>) {
+            co_await std::move(branch);
             std::get<I>(group->values).emplace();
         } else {
-            std::get<I>(group->values).emplace(co_await std::move(task));
+            std::get<I>(group->values).emplace(co_await std::move(branch));
         }
+        if constexpr (GivesBack<B>) std::get<I>(group->kept).emplace(std::move(branch));
     } catch (...) {
         group->fail(std::current_exception());
     }
@@ -79,10 +105,27 @@ Task<> join_child(std::shared_ptr<G> group, Task<T> task) {
     group->child_done();
 }
 
-template <typename G, typename... T, std::size_t... I>
-std::array<Task<>, sizeof...(T)> join_children(const std::shared_ptr<G>& group,
-                                               std::index_sequence<I...>, Task<T>... tasks) {
-    return {join_child<I>(group, std::move(tasks))...};
+template <typename G, typename... B, std::size_t... I>
+std::array<Task<>, sizeof...(B)> join_children(const std::shared_ptr<G>& group,
+                                               std::index_sequence<I...>, B... branches) {
+    return {join_child<I>(group, std::move(branches))...};
+}
+
+template <typename... B>
+Task<std::tuple<Value<AwaitResult<B>>...>> join_branches(B... branches) {
+    static_assert(sizeof...(B) > 0, "fiber::join: nothing to join");
+    static_assert((!std::is_reference_v<AwaitResult<B>> && ...),
+                  "fiber::join: a task that returns a reference would hand it to another thread");
+    auto group = std::make_shared<JoinGroup<B...>>();
+    // Each child holds a reference to the group: should the executor
+    // destroy this frame before the children's, they still find it.
+    auto children = join_children(group, std::index_sequence_for<B...>{}, std::move(branches)...);
+    co_await run_children(*group, children);
+    if (std::exception_ptr error = group->take_error()) {
+        group->give_back(std::index_sequence_for<B...>{});
+        std::rethrow_exception(error);
+    }
+    co_return group->take(std::index_sequence_for<B...>{});
 }
 
 }  // namespace detail
@@ -91,21 +134,12 @@ std::array<Task<>, sizeof...(T)> join_children(const std::shared_ptr<G>& group,
 /// concurrently and gives a std::tuple of their results, in order; a task
 /// that returns void gives std::monostate. If one throws, the others are
 /// asked to stop (their awaiters throw fiber::Cancelled), and join rethrows
-/// the first exception once all of them have finished. A stop request for
-/// the calling task reaches every child. Must run inside a task.
+/// the first exception once all of them have finished; a read or an accept
+/// that had finished gives back what it took (cancel_safe.hpp). A stop
+/// request for the calling task reaches every child. Must run inside a task.
 template <typename... T>
 Task<std::tuple<Value<T>...>> join(Task<T>... tasks) {
-    static_assert(sizeof...(T) > 0, "fiber::join: nothing to join");
-    static_assert((!std::is_reference_v<T> && ...),
-                  "fiber::join: a task that returns a reference would hand it to another thread");
-    auto group = std::make_shared<detail::JoinGroup<T...>>();
-    // Each child holds a reference to the group: should the executor
-    // destroy this frame before the children's, they still find it.
-    auto children =
-        detail::join_children(group, std::index_sequence_for<T...>{}, std::move(tasks)...);
-    co_await detail::run_children(*group, children);
-    if (std::exception_ptr error = group->take_error()) std::rethrow_exception(error);
-    co_return group->take(std::index_sequence_for<T...>{});
+    return detail::join_branches(std::move(tasks)...);
 }
 
 /// join of any awaitables, not only Tasks: `co_await fiber::join(handle,
@@ -114,6 +148,8 @@ Task<std::tuple<Value<T>...>> join(Task<T>... tasks) {
 template <typename... A>
     requires(sizeof...(A) > 0 && (detail::Awaitable<A> && ...) &&
              !(detail::is_task<std::remove_cvref_t<A>> && ...))
-auto join(A&&... awaitables) { return join(detail::into_task(std::forward<A>(awaitables))...); }
+auto join(A&&... awaitables) {
+    return detail::join_branches(detail::into_branch(std::forward<A>(awaitables))...);
+}
 
 }  // namespace fiber

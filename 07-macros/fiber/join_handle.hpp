@@ -122,6 +122,15 @@ public:
         return result_.get();
     }
 
+    // A join or select dropped the value an await took (the await lost
+    // its race): it goes back, for the next await to take. Called after
+    // that await has ended, before the join or select returns.
+    template <typename U>
+    void put_back(U&& value) {
+        result_.set_value(std::forward<U>(value));
+        taken_ = false;
+    }
+
 private:
     // The task is over (end_task()); once set, never cleared.
     static constexpr std::uint32_t kDone = 1;
@@ -231,6 +240,13 @@ public:
     /// destroyed unfinished with its executor: its await then throws
     /// fiber::Cancelled.
     bool is_finished() const { return checked().done(); }
+    /// Puts back a value that an await of this handle took and then
+    /// dropped: select, join and timeout call it when the await was a
+    /// branch that lost (`co_await fiber::timeout(10ms, handle)` that timed
+    /// out just as the task finished), so that the next await gives it.
+    template <typename U = T>
+        requires(!std::is_void_v<U>)
+    void give_back(U value) { checked().put_back(std::move(value)); }
     /// Lets the task run on alone, as destroying the handle does.
     void detach() noexcept {
         if (cell_) std::exchange(cell_, nullptr)->release();

@@ -21,6 +21,7 @@
 #include <variant>
 
 #include "fiber/awaitable.hpp"
+#include "fiber/cancel_safe.hpp"
 #include "fiber/group.hpp"
 #include "fiber/task.hpp"
 
@@ -50,16 +51,19 @@ private:
     std::atomic<std::size_t> winner_{kNone};
 };
 
-template <std::size_t I, typename G, typename T>
-Task<> select_child(std::shared_ptr<G> group, Task<T> task) {
+// A branch B is a Task<T>, or an operation that can give its value back
+// (a read, an accept: see cancel_safe.hpp).
+template <std::size_t I, typename G, typename B>
+Task<> select_child(std::shared_ptr<G> group, B branch) {
+    using T = AwaitResult<B>;
     std::optional<Value<T>> value;
     std::exception_ptr error;
     try {
         if constexpr (std::is_void_v<T>) {
-            co_await std::move(task);
+            co_await std::move(branch);
             value.emplace();
         } else {
-            value.emplace(co_await std::move(task));
+            value.emplace(co_await std::move(branch));
         }
     } catch (...) {
         error = std::current_exception();
@@ -77,6 +81,11 @@ Task<> select_child(std::shared_ptr<G> group, Task<T> task) {
         group->stop.request_stop();  // the losers: each wakes from its awaiter
     } else if (error) {
         report_lost_error("a select loser failed", std::move(error));
+    } else {
+        // Finished, but another branch won first: on another worker, while
+        // this one ran. Its value has nowhere to go; an operation that took
+        // it from somewhere (bytes from a socket) puts it back there.
+        give_back_dropped(branch, std::move(*value));
     }
     // A loser's result goes now, not when the runtime frees this frame:
     // select must not return while it may still hold a socket.
@@ -85,10 +94,27 @@ Task<> select_child(std::shared_ptr<G> group, Task<T> task) {
     group->child_done();
 }
 
-template <typename G, typename... T, std::size_t... I>
-std::array<Task<>, sizeof...(T)> select_children(const std::shared_ptr<G>& group,
-                                                 std::index_sequence<I...>, Task<T>... tasks) {
-    return {select_child<I>(group, std::move(tasks))...};
+template <typename G, typename... B, std::size_t... I>
+std::array<Task<>, sizeof...(B)> select_children(const std::shared_ptr<G>& group,
+                                                 std::index_sequence<I...>, B... branches) {
+    return {select_child<I>(group, std::move(branches))...};
+}
+
+template <typename... B>
+Task<std::variant<Value<AwaitResult<B>>...>> select_branches(B... branches) {
+    static_assert(sizeof...(B) > 0, "fiber::select: nothing to select from");
+    static_assert((!std::is_reference_v<AwaitResult<B>> && ...),
+                  "fiber::select: a task that returns a reference would hand it to another thread");
+    using Group = SelectGroup<AwaitResult<B>...>;
+    auto group = std::make_shared<Group>();
+    auto children = select_children(group, std::index_sequence_for<B...>{}, std::move(branches)...);
+    co_await run_children(*group, children);
+    // Taken out of the group, which a loser's frame may free on another
+    // worker: see JoinGroup::take_error().
+    if (std::exception_ptr error = std::exchange(group->error, nullptr)) {
+        std::rethrow_exception(error);
+    }
+    co_return std::move(*group->value);
 }
 
 }  // namespace detail
@@ -105,25 +131,17 @@ std::array<Task<>, sizeof...(T)> select_children(const std::shared_ptr<G>& group
 /// for the calling task reaches every child. Must run inside a task.
 template <typename... T>
 Task<std::variant<Value<T>...>> select(Task<T>... tasks) {
-    static_assert(sizeof...(T) > 0, "fiber::select: nothing to select from");
-    static_assert((!std::is_reference_v<T> && ...),
-                  "fiber::select: a task that returns a reference would hand it to another thread");
-    auto group = std::make_shared<detail::SelectGroup<T...>>();
-    auto children =
-        detail::select_children(group, std::index_sequence_for<T...>{}, std::move(tasks)...);
-    co_await detail::run_children(*group, children);
-    // Taken out of the group, which a loser's frame may free on another
-    // worker: see JoinGroup::take_error().
-    if (std::exception_ptr error = std::exchange(group->error, nullptr)) {
-        std::rethrow_exception(error);
-    }
-    co_return std::move(*group->value);
+    return detail::select_branches(std::move(tasks)...);
 }
 
-/// select of any awaitables, not only Tasks, as join() takes them.
+/// select of any awaitables, not only Tasks, as join() takes them. A read
+/// or an accept stays itself, not wrapped, so that it can give back what it
+/// took if it loses (cancel_safe.hpp).
 template <typename... A>
     requires(sizeof...(A) > 0 && (detail::Awaitable<A> && ...) &&
              !(detail::is_task<std::remove_cvref_t<A>> && ...))
-auto select(A&&... awaitables) { return select(detail::into_task(std::forward<A>(awaitables))...); }
+auto select(A&&... awaitables) {
+    return detail::select_branches(detail::into_branch(std::forward<A>(awaitables))...);
+}
 
 }  // namespace fiber

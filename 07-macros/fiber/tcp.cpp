@@ -2,6 +2,7 @@
 // operation and address, and the waits done by the AsyncFd underneath.
 #include "fiber/tcp.hpp"
 
+#include <optional>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -140,13 +141,15 @@ Task<TcpStream> TcpStream::connect(SocketAddress address) {
 // of what it needs (the reactor, the source, the peer's address) and never
 // looks at this stream again. A stream destroyed while its task waits wakes
 // that task with an error instead of pulling memory from under it.
-Task<std::size_t> TcpStream::read(std::span<std::byte> buffer) { return fd_.read(buffer, &peer_); }
-
 Task<std::size_t> TcpStream::write(std::span<const std::byte> data) {
     return fd_.send(data, &peer_);
 }
 
 Task<> TcpStream::write_all(std::span<const std::byte> data) { return fd_.send_all(data, &peer_); }
+
+Task<> TcpStream::write_all(std::span<const std::byte> data, std::size_t& sent) {
+    return fd_.send_all(data, &peer_, &sent);
+}
 
 void TcpStream::shutdown_write() {
 #ifdef _WIN32
@@ -199,7 +202,19 @@ TcpListener TcpListener::bind(const SocketAddress& address, int backlog) {
 // the listener was moved or destroyed meanwhile (a server shutting down).
 // It keeps its own references and a copy of the address instead; closing
 // the listener wakes it with operation_canceled.
-Task<Accepted> TcpListener::accept_loop(AsyncFd::Registration fd, SocketAddress local) {
+TcpListener::TcpListener(AsyncFd fd, const SocketAddress& local)
+    : fd_(std::move(fd)),
+      local_(local),
+      given_back_(std::make_shared<detail::GivenBack<Accepted>>()) {}
+
+Task<Accepted> TcpListener::accept_loop(AsyncFd::Registration fd, SocketAddress local,
+                                        std::shared_ptr<detail::GivenBack<Accepted>> given_back) {
+    // A connection that a cancelled accept gave back was queued before
+    // any still in the listen queue: it comes first.
+    if (!given_back->empty()) {
+        if (std::optional<Accepted> connection = given_back->take())
+            co_return std::move(*connection);
+    }
     for (;;) {
         std::uint64_t tick = 0;
         try {
@@ -236,6 +251,8 @@ Task<Accepted> TcpListener::accept_loop(AsyncFd::Registration fd, SocketAddress 
     }
 }
 
-Task<Accepted> TcpListener::accept() { return accept_loop(fd_.registration(), local_); }
+Accept TcpListener::accept() {
+    return Accept(accept_loop(fd_.registration(), local_, given_back_), given_back_);
+}
 
 }  // namespace fiber

@@ -6,10 +6,12 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <span>
 #include <string_view>
 
 #include "fiber/async_fd.hpp"
+#include "fiber/cancel_safe.hpp"
 #include "fiber/socket_address.hpp"
 #include "fiber/task.hpp"
 
@@ -32,11 +34,19 @@ public:
     }
 
     /// Reads at most buffer.size() bytes; 0 means the peer shut down writing.
-    Task<std::size_t> read(std::span<std::byte> buffer);
+    /// Cancel safe: as a branch of select or timeout that lost after it
+    /// read, it gives the bytes back, and the next read returns them first.
+    Read read(std::span<std::byte> buffer) { return fd_.read(buffer, &peer_); }
     /// Writes at least one byte of `data`; returns how many it wrote.
+    /// Cancelled while it waits, it has written nothing.
     Task<std::size_t> write(std::span<const std::byte> data);
-    /// Writes all of `data`, waiting whenever the peer reads slower than we write.
+    /// Writes all of `data`, waiting whenever the peer reads slower than we
+    /// write. Not cancel safe: cancelled (a timeout, a select that another
+    /// branch won, a stop request), it may have sent part of `data`, and
+    /// the peer then holds half a message. The second form says how much:
+    /// `sent` counts the bytes written so far, and must outlive the call.
     Task<> write_all(std::span<const std::byte> data);
+    Task<> write_all(std::span<const std::byte> data, std::size_t& sent);
 
     /// Half-close: the peer reads end of stream, and we can still read
     /// what it sends back.
@@ -63,6 +73,24 @@ struct Accepted {
     SocketAddress peer;
 };
 
+/// What accept() returns: `co_await` it once for the next connection.
+/// Cancel safe: as a branch of select or timeout that lost after it took a
+/// connection, it gives the connection back to its listener, and the next
+/// accept() returns it first; a connection is never closed unseen.
+class [[nodiscard]] Accept {
+public:
+    Task<Accepted>::Awaiter operator co_await() && { return std::move(task_).operator co_await(); }
+    void give_back(Accepted connection) { given_back_->put_back(std::move(connection)); }
+
+private:
+    friend class TcpListener;
+    Accept(Task<Accepted> task, std::shared_ptr<detail::GivenBack<Accepted>> given_back)
+        : task_(std::move(task)), given_back_(std::move(given_back)) {}
+
+    Task<Accepted> task_;
+    std::shared_ptr<detail::GivenBack<Accepted>> given_back_;
+};
+
 /// A listening TCP socket.
 class TcpListener {
 public:
@@ -80,19 +108,23 @@ public:
     /// gave up before we accepted it is skipped. Like a stream's read, it
     /// holds its own references: the listener may be moved while it waits,
     /// and closing or destroying the listener makes it throw
-    /// operation_canceled.
-    Task<Accepted> accept();
+    /// operation_canceled. Cancel safe (see Accept).
+    Accept accept();
 
     const SocketAddress& local_address() const noexcept { return local_; }
     void close() noexcept { fd_.close(); }
     common::native_handle handle() const noexcept { return fd_.handle(); }
 
 private:
-    TcpListener(AsyncFd fd, const SocketAddress& local) : fd_(std::move(fd)), local_(local) {}
-    static Task<Accepted> accept_loop(AsyncFd::Registration fd, SocketAddress local);
+    TcpListener(AsyncFd fd, const SocketAddress& local);
+    static Task<Accepted> accept_loop(AsyncFd::Registration fd, SocketAddress local,
+                                      std::shared_ptr<detail::GivenBack<Accepted>> given_back);
 
     AsyncFd fd_;
     SocketAddress local_;
+    // Connections that cancelled accepts took and gave back, shared with
+    // every Accept in flight: the listener may move while they wait.
+    std::shared_ptr<detail::GivenBack<Accepted>> given_back_;
 };
 
 }  // namespace fiber
