@@ -2,7 +2,9 @@
 // writes, both AsyncFds underneath. One task may read a stream while
 // another writes it (the reactor keeps a reader and a writer slot).
 // A stop request for the task ends any wait with fiber::Cancelled, and
-// fiber::timeout() or fiber::select() bound an operation in time.
+// fiber::timeout() or fiber::select() bound an operation in time: read()
+// and accept() are cancel safe there (fiber/cancel_safe.hpp), write_all()
+// is not, and says how much it sent if asked.
 #pragma once
 
 #include <cstddef>
