@@ -10,6 +10,7 @@
 #include <span>
 
 #include "common/os.hpp"
+#include "fiber/budget.hpp"
 #include "fiber/reactor.hpp"
 #include "fiber/socket_address.hpp"
 #include "fiber/task.hpp"
@@ -37,7 +38,14 @@ public:
         // ready_or_wait writes wait_ under the reactor's lock, before the
         // waker is published: once it is, another thread may resume this
         // coroutine, and nothing here may touch *this any more.
-        return !reactor_->ready_or_wait(*source_, direction_, tick_, waker, wait_);
+        if (!reactor_->ready_or_wait(*source_, direction_, tick_, waker, wait_)) return true;
+        // Ready at once: no wait, but one unit of the task's budget. Once
+        // it is spent, the task yields (fiber/budget.hpp): the Waker it
+        // would have waited with wakes it at once, and the readiness seen
+        // in tick_ is what await_resume() gives when it runs again.
+        if (detail::spend_budget()) return false;
+        std::move(waker).wake();
+        return true;
     }
     std::uint64_t await_resume() {
         if (wait_ == 0) return tick_;  // was ready: never waited

@@ -2,6 +2,7 @@
 #include "fiber/executor.hpp"
 
 #include "fiber/block_on.hpp"
+#include "fiber/budget.hpp"
 
 #include "fiber/reactor.hpp"
 
@@ -135,16 +136,19 @@ void Scheduler::run() {
     } restore{outer};
 
     std::unique_lock lock(mutex_);
+    bool spent = false;  // the last task used up its budget (fiber/budget.hpp)
     for (unsigned tick = 1;; ++tick) {
         // Collect the I/O that is ready and the timers that are due, on
         // this thread: a task woken so is queued here, and no other thread
         // has to wake us. Always before sleeping, and every kPollInterval
         // tasks even while tasks are queued, so that a queue that never
-        // runs dry cannot starve the tasks waiting for I/O. (The reactor
-        // stays alive: only the Executor, which cannot be destroyed while
-        // it runs, lets go of it.)
+        // runs dry cannot starve the tasks waiting for I/O. And after a
+        // task that used up its budget: it yielded so that what came due
+        // meanwhile runs first, and that includes the reactor's news. (The
+        // reactor stays alive: only the Executor, which cannot be
+        // destroyed while it runs, lets go of it.)
         const bool dry = ready_.empty();
-        if (reactor_ && wakers_ > 0 && !stop_ && (dry || tick % kPollInterval == 0)) {
+        if (reactor_ && wakers_ > 0 && !stop_ && (dry || spent || tick % kPollInterval == 0)) {
             Reactor* reactor = reactor_.get();
             lock.unlock();
             if (dry) {
@@ -169,7 +173,9 @@ void Scheduler::run() {
         std::coroutine_handle<> next = ready_.front();
         ready_.pop_front();
         lock.unlock();
+        reset_budget();
         next.resume();  // runs until the task suspends or finishes
+        spent = budget_spent();
         lock.lock();
     }
 }

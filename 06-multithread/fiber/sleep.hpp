@@ -9,6 +9,7 @@
 #include <coroutine>
 #include <memory>
 
+#include "fiber/budget.hpp"
 #include "fiber/reactor.hpp"
 #include "fiber/thread_timer.hpp"
 
@@ -28,9 +29,18 @@ public:
         if (reactor_) reactor_->cancel_timer(timer_);
     }
 
-    bool await_ready() const noexcept { return std::chrono::steady_clock::now() >= deadline_; }
+    // Due already: no wait, but one unit of the task's budget (a loop of
+    // zero sleeps would otherwise never let another task run).
+    bool await_ready() noexcept {
+        due_ = std::chrono::steady_clock::now() >= deadline_;
+        return due_ && detail::spend_budget();
+    }
     void await_suspend(std::coroutine_handle<> self) {
         Waker waker = current_waker(self);
+        if (due_) {  // the budget is spent: yield instead of waiting
+            std::move(waker).wake();
+            return;
+        }
         reactor_ = detail::current_reactor();
         timer_.deadline = deadline_;
         // Publishes the waker: from here on the reactor may fire it, so
@@ -44,6 +54,7 @@ public:
 
 private:
     std::chrono::steady_clock::time_point deadline_;
+    bool due_ = false;  // the deadline had passed when the sleep began
     detail::TimerEntry timer_;
     std::shared_ptr<detail::Reactor> reactor_;  // shared: alive for ~Sleep, whenever it runs
 };

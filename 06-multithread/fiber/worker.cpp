@@ -5,6 +5,7 @@
 // parks. With the shared-queue option there is only the injection queue.
 #include "fiber/worker.hpp"
 
+#include "fiber/budget.hpp"
 #include "fiber/reactor.hpp"
 
 #include <algorithm>
@@ -81,6 +82,7 @@ TaskHeader* Scheduler::run_task(Worker& w, TaskHeader& task) {
     task.state.store(TaskState::kRunning, std::memory_order_relaxed);
     w.current = &task;
     w.finished = false;
+    reset_budget();
     task.resume_at.resume();  // runs until the task suspends or finishes
     w.current = nullptr;
     --w.unsettled;  // the task's running unit
@@ -104,6 +106,14 @@ TaskHeader* Scheduler::run_task(Worker& w, TaskHeader& task) {
     // Waker's unit becomes the queued task's.
     task.state.store(TaskState::kScheduled, std::memory_order_relaxed);
     settle(w);
+    // It used up its budget (fiber/budget.hpp): it yielded so that what
+    // came due meanwhile runs first. Collect the reactor's news now, not at
+    // the next turn of kPollInterval, so that a timer or a socket that is
+    // due goes ahead of it; and the tasks woken from outside go first too.
+    const bool spent = budget_spent();
+    if (spent) {
+        if (Reactor* reactor = polled_reactor()) reactor->poll_ready();
+    }
     // Nothing else is ready here (a hint: a task queued just now elsewhere
     // waits one turn, and its waker unparked a worker for it): run it again
     // at once, with no queue and no worker woken. A yield on one worker
@@ -112,6 +122,11 @@ TaskHeader* Scheduler::run_task(Worker& w, TaskHeader& task) {
         if (queued_.load(std::memory_order_relaxed) == 0) return &task;
         std::lock_guard lock(mutex_);
         push_locked(task);
+        return nullptr;
+    }
+    if (spent && queued_.load(std::memory_order_relaxed) > 0) {
+        std::lock_guard lock(mutex_);
+        push_locked(task);  // behind them
         return nullptr;
     }
     if (!w.lifo && w.queue.empty() && queued_.load(std::memory_order_relaxed) == 0) return &task;

@@ -12,6 +12,7 @@
 #include <span>
 
 #include "common/os.hpp"
+#include "fiber/budget.hpp"
 #include "fiber/cancel.hpp"
 #include "fiber/cancel_safe.hpp"
 #include "fiber/reactor.hpp"
@@ -53,7 +54,20 @@ public:
         // ready_or_wait writes wait_ under the reactor's lock, before the
         // waker is published: once it is, another thread may resume this
         // coroutine, and nothing here may touch *this any more.
-        return !reactor_->ready_or_wait(*source_, direction_, tick_, waker, wait_, &cancelled_);
+        if (!reactor_->ready_or_wait(*source_, direction_, tick_, waker, wait_, &cancelled_)) {
+            return true;
+        }
+        // Ready at once: no wait, but one unit of the task's budget. Once
+        // it is spent, the task yields (fiber/budget.hpp): the Waker it
+        // would have waited with wakes it at once, and the readiness seen
+        // in tick_ is what await_resume() gives when it runs again. The
+        // stop callback stays: a request that comes while the task waits
+        // in the queue finds wait_ == 0, so it only sets cancelled_ (the
+        // wake is ours), and await_resume() throws Cancelled; nothing was
+        // read yet, so nothing is lost.
+        if (detail::spend_budget()) return false;
+        std::move(waker).wake();
+        return true;
     }
     std::uint64_t await_resume() {
         stop_.reset();  // from here on cancelled_ and wait_ are ours alone

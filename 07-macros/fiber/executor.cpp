@@ -3,6 +3,7 @@
 // keeps it on one worker at a time. The worker loop is in worker.cpp.
 #include "fiber/executor.hpp"
 
+#include "fiber/budget.hpp"
 #include "fiber/cancel.hpp"
 #include "fiber/reactor.hpp"
 #include "fiber/worker.hpp"
@@ -324,6 +325,7 @@ bool Scheduler::run_root(TaskRoot& root, std::coroutine_handle<> top) {
     Worker* outer = std::exchange(t_worker, &w);
     w.current = &root;
     ++w.unsettled;
+    reset_budget();
     top.resume();
     if (top.done()) {
         w.current = nullptr;

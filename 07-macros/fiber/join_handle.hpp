@@ -17,6 +17,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "fiber/budget.hpp"
 #include "fiber/cancel.hpp"
 #include "fiber/executor.hpp"
 #include "fiber/stop_state.hpp"
@@ -269,9 +270,20 @@ public:
             cell_->end_await();
             cell_->release();
         }
-        // Finished already: no Waker, no suspension.
-        bool await_ready() const noexcept { return cell_->done(); }
+        // Finished already: no suspension, but one unit of the task's
+        // budget (fiber/budget.hpp).
+        bool await_ready() noexcept {
+            finished_ = cell_->done();
+            return finished_ && detail::spend_budget();
+        }
         bool await_suspend(std::coroutine_handle<> self) {
+            if (finished_) {
+                // The budget is spent: yield. The value waits in the cell,
+                // and wins over a stop request that comes meanwhile, as it
+                // does for a handle that finished while we waited.
+                std::move(current_waker(self)).wake();
+                return true;
+            }
             detail::StopState* stop = detail::current_stop_state();
             if (stop && stop->stop_requested()) {
                 interrupted_ = true;
@@ -298,6 +310,7 @@ public:
             void operator()() const noexcept { cell->interrupt(); }
         };
         detail::JoinCell<T>* cell_;  // our own reference
+        bool finished_ = false;      // the task had finished when the await began
         bool interrupted_ = false;   // stop was requested before we could wait
         bool waiting_ = false;       // our waker is in the cell: suspended, not yet resumed
         std::optional<detail::StopCallback<Interrupt>> stop_;

@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 
+#include "fiber/budget.hpp"
 #include "fiber/cancel.hpp"
 #include "fiber/reactor.hpp"
 #include "fiber/stop_state.hpp"
@@ -45,10 +46,17 @@ public:
             timer_.cancelled = true;  // nobody else sees the entry yet
             return true;
         }
-        return std::chrono::steady_clock::now() >= deadline_;
+        // Due already: no wait, but one unit of the task's budget (a loop
+        // of zero sleeps would otherwise never let another task run).
+        due_ = std::chrono::steady_clock::now() >= deadline_;
+        return due_ && detail::spend_budget();
     }
     bool await_suspend(std::coroutine_handle<> self) {
         Waker waker = current_waker(self);
+        if (due_) {  // the budget is spent: yield instead of waiting
+            std::move(waker).wake();
+            return true;
+        }
         reactor_ = detail::current_reactor();
         timer_.deadline = deadline_;
         // Registered before the timer is queued, not after: once it is, the
@@ -66,7 +74,9 @@ public:
         // After reset() no callback runs or will run: timer_.cancelled,
         // written under the reactor's lock, is settled and visible to us.
         stop_.reset();
-        if (timer_.cancelled) throw Cancelled();
+        // due_: the sleep did not wait (or only yielded). A stop request
+        // that came meanwhile ends it as it would have ended a wait.
+        if (timer_.cancelled || (due_ && this_task::stop_requested())) throw Cancelled();
         // Woken before the deadline by a failing poller: its error.
         if (timer_.failed) reactor_->rethrow_failure();
     }
@@ -78,6 +88,7 @@ private:
     };
 
     std::chrono::steady_clock::time_point deadline_;
+    bool due_ = false;  // the deadline had passed when the sleep began
     detail::TimerEntry timer_;
     std::shared_ptr<detail::Reactor> reactor_;  // shared: alive for ~Sleep, whenever it runs
     std::optional<detail::StopCallback<Interrupt>> stop_;

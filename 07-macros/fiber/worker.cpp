@@ -5,6 +5,7 @@
 // parks. With the shared-queue option there is only the injection queue.
 #include "fiber/worker.hpp"
 
+#include "fiber/budget.hpp"
 #include "fiber/reactor.hpp"
 
 #include <algorithm>
@@ -80,6 +81,7 @@ TaskHeader* Scheduler::run_task(Worker& w, TaskHeader& task) {
     assert(task.state.load(std::memory_order_relaxed) == TaskState::kScheduled);
     task.state.store(TaskState::kRunning, std::memory_order_relaxed);
     w.current = &task;
+    reset_budget();
     task.resume_at.resume();  // runs until the task suspends or finishes
     return after_step(w, task);
 }
@@ -127,6 +129,14 @@ TaskHeader* Scheduler::after_step(Worker& w, TaskHeader& task) {
     // Waker's unit becomes the queued task's.
     task.state.store(TaskState::kScheduled, std::memory_order_relaxed);
     settle(w);
+    // It used up its budget (fiber/budget.hpp): it yielded so that what
+    // came due meanwhile runs first. Collect the reactor's news now, not at
+    // the next turn of kPollInterval, so that a timer or a socket that is
+    // due goes ahead of it; and the tasks woken from outside go first too.
+    const bool spent = budget_spent();
+    if (spent) {
+        if (Reactor* reactor = polled_reactor()) reactor->poll_ready();
+    }
     // Nothing else is ready here (a hint: a task queued just now elsewhere
     // waits one turn, and its waker unparked a worker for it): run it again
     // at once, with no queue and no worker woken. A yield on one worker
@@ -135,6 +145,11 @@ TaskHeader* Scheduler::after_step(Worker& w, TaskHeader& task) {
         if (queued_.load(std::memory_order_relaxed) == 0) return &task;
         std::lock_guard lock(mutex_);
         push_locked(task);
+        return nullptr;
+    }
+    if (spent && queued_.load(std::memory_order_relaxed) > 0) {
+        std::lock_guard lock(mutex_);
+        push_locked(task);  // behind them
         return nullptr;
     }
     if (!w.lifo && w.queue.empty() && queued_.load(std::memory_order_relaxed) == 0) return &task;
