@@ -75,6 +75,7 @@ Scheduler::Scheduler(std::size_t workers, bool shared_queue) : shared_queue_(sha
     for (std::size_t i = 0; i < workers; ++i) {
         workers_.push_back(std::make_unique<Worker>());
         workers_.back()->scheduler = this;
+        workers_.back()->seen_tick.resize(workers);  // a thief's notes: see steal_lifo()
     }
     idle_.reserve(workers);
     threads_.reserve(workers);

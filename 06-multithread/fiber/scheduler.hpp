@@ -112,12 +112,13 @@ private:
     TaskHeader* find_work_shared(Worker& w);            // the same with the shared queue
     TaskHeader* search(Worker& w);                      // injection queue, then steal
     TaskHeader* steal(Worker& w);                       // half of another worker's queue
+    TaskHeader* steal_lifo(Worker& w);                  // a stuck worker's LIFO slot
     TaskHeader* take_injected(Worker& w);               // a batch into w's local queue
     TaskHeader* run_task(Worker& w, TaskHeader& task);  // returns a task to run again now
     void schedule_local(Worker& w, TaskHeader& task, bool lifo);
     void push_local(Worker& w, TaskHeader& task);  // w's queue; overflows to injection
     void stop_searching(Worker& w);                // found work: maybe hand the search on
-    bool any_local_work() const noexcept;          // some worker's local queue is not empty
+    bool any_local_work() const noexcept;          // a local queue or a LIFO slot is not empty
     void notify_if_needed();                       // lock-free check, then notify_locked()
     void drain(Worker& w);                         // run() is over: local tasks to injection
     // executor.cpp: the injection queue and the counts, under mutex_.

@@ -51,6 +51,7 @@ Scheduler::Scheduler(std::size_t workers, bool shared_queue) : shared_queue_(sha
     for (std::size_t i = 0; i < workers; ++i) {
         workers_.push_back(std::make_unique<Worker>());
         workers_.back()->scheduler = this;
+        workers_.back()->seen_tick.resize(workers);  // a thief's notes: see steal_lifo()
     }
     idle_.reserve(workers);
     threads_.reserve(workers);
@@ -333,7 +334,7 @@ bool Scheduler::run_root(TaskRoot& root, std::coroutine_handle<> top) {
         if (--w.unsettled != 0) refs_.fetch_add(std::exchange(w.unsettled, 0));
         // Tasks it spawned wait in worker 0's queue: to the injection queue,
         // where destroy_all() finds them, as at the end of a run.
-        if (!w.queue.empty() || w.lifo) drain(w);
+        if (!w.queue.empty() || w.lifo.load(std::memory_order_relaxed)) drain(w);
         t_worker = outer;
         root_ = nullptr;
         return true;

@@ -60,7 +60,10 @@ void Scheduler::work(Worker& w) {
         // are due, even while there is work, so that queues that never run
         // dry cannot starve the tasks waiting for I/O. find_work() does it
         // too, before it spins.
-        if (++w.tick % kPollInterval == 0) {
+        // Only we write tick: a load and a store, no read-modify-write.
+        const unsigned tick = w.tick.load(std::memory_order_relaxed) + 1;
+        w.tick.store(tick, std::memory_order_relaxed);
+        if (tick % kPollInterval == 0) {
             if (Reactor* reactor = polled_reactor()) reactor->poll_ready();
         }
         TaskHeader* again = run_task(w, *task);
@@ -137,7 +140,10 @@ TaskHeader* Scheduler::after_step(Worker& w, TaskHeader& task) {
         push_locked(task);
         return nullptr;
     }
-    if (!w.lifo && w.queue.empty() && queued_.load(std::memory_order_relaxed) == 0) return &task;
+    if (!w.lifo.load(std::memory_order_relaxed) && w.queue.empty() &&
+        queued_.load(std::memory_order_relaxed) == 0) {
+        return &task;
+    }
     // Not to the LIFO slot: a task that yields asks to let the others run
     // first, and the slot would run it again next. To the back, as Tokio.
     push_local(w, task);
@@ -156,11 +162,16 @@ TaskHeader* Scheduler::next_task(Worker& w) {
     // Every kPollInterval tasks, the injection queue goes first: local work
     // that never runs dry must not starve tasks woken from other threads.
     // (Not before the first task: tick 0 is no turn of the interval.)
-    if (w.tick % kPollInterval == 0 && w.tick != 0 && queued_.load(std::memory_order_relaxed) > 0) {
+    const unsigned tick = w.tick.load(std::memory_order_relaxed);
+    if (tick % kPollInterval == 0 && tick != 0 && queued_.load(std::memory_order_relaxed) > 0) {
         std::lock_guard lock(mutex_);
         if (TaskHeader* task = pop_locked(w)) return task;
     }
-    if (TaskHeader* task = std::exchange(w.lifo, nullptr)) {
+    // Look before the exchange: an empty slot costs no locked instruction.
+    // A thief may empty it between the two; the exchange decides.
+    if (TaskHeader* task = w.lifo.load(std::memory_order_relaxed)
+                               ? w.lifo.exchange(nullptr, std::memory_order_acquire)
+                               : nullptr) {
         if (w.lifo_runs < kMaxLifoRuns) {
             ++w.lifo_runs;
             return task;
@@ -180,12 +191,22 @@ TaskHeader* Scheduler::next_task(Worker& w) {
 void Scheduler::schedule_local(Worker& w, TaskHeader& task, bool lifo) {
     TaskHeader* queued = &task;
     if (lifo) {
-        queued = std::exchange(w.lifo, &task);
-        // No worker is woken for the slot: this worker runs it as soon as
-        // the running task suspends, and nobody else could take it.
-        if (!queued) return;
+        // release: a thief that takes the task (acquire) sees it as we
+        // left it. We get back our own last fill, or nothing if taken.
+        queued = w.lifo.exchange(&task, std::memory_order_acq_rel);
     }
-    push_local(w, *queued);
+    if (queued) {
+        push_local(w, *queued);  // notifies, as below
+        return;
+    }
+    // The tempting shortcut wakes nobody: "this worker runs it as soon as
+    // the running task suspends". But the running task may not suspend
+    // for a long time (it computes, or blocks its thread), and then the
+    // task waits here while other workers sleep. So the slot is announced
+    // like any push: someone searching, or every worker busy, costs one
+    // fence and one load; only when all idle workers are asleep is one
+    // woken, and while it searches the next fills wake nobody.
+    notify_if_needed();
 }
 
 void Scheduler::push_local(Worker& w, TaskHeader& task) {
@@ -232,13 +253,15 @@ void Scheduler::drain(Worker& w) {
     // queue, where the next run() or the Executor's destructor finds it.
     // A thief racing us takes each task or leaves it: pop() decides.
     std::lock_guard lock(mutex_);
-    if (TaskHeader* task = std::exchange(w.lifo, nullptr)) push_locked(*task, false);
+    if (TaskHeader* task = w.lifo.exchange(nullptr, std::memory_order_acquire)) {
+        push_locked(*task, false);
+    }
     while (TaskHeader* task = w.queue.pop()) push_locked(*task, false);
 }
 
 bool Scheduler::any_local_work() const noexcept {
     for (const auto& w : workers_) {
-        if (!w->queue.empty()) return true;
+        if (!w->queue.empty() || w->lifo.load(std::memory_order_relaxed)) return true;
     }
     return false;
 }
@@ -301,6 +324,29 @@ TaskHeader* Scheduler::steal(Worker& w) {
     return nullptr;
 }
 
+// The last look of a search, before it parks: a task waiting in another
+// worker's LIFO slot. Taken only if that worker has run no other task since
+// our previous look (its tick has not moved), a whole search ago: it is
+// stuck in one long task. A slot that a message and its reply pass through
+// (filled and emptied a million times a second) is left alone, as Go's
+// thieves leave `runnext` to a running P for a moment before they steal it.
+TaskHeader* Scheduler::steal_lifo(Worker& w) {
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+        Worker& victim = *workers_[i];
+        if (&victim == &w || !victim.lifo.load(std::memory_order_relaxed)) continue;
+        const unsigned tick = victim.tick.load(std::memory_order_relaxed);
+        // A tick we had not seen: look again at the end of the next search.
+        if (std::exchange(w.seen_tick[i], tick) != tick) continue;
+        // The owner may take it back at this instant (next_task), or fill
+        // it again: each side exchanges, so exactly one gets each task.
+        // acquire: pairs with the release of the fill in schedule_local().
+        if (TaskHeader* task = victim.lifo.exchange(nullptr, std::memory_order_acquire)) {
+            return task;
+        }
+    }
+    return nullptr;
+}
+
 // The idle path, all in one place: nothing was ready. Search a little,
 // then park until a wake (or the end of run()) unparks us.
 TaskHeader* Scheduler::find_work(Worker& w) {
@@ -326,6 +372,7 @@ TaskHeader* Scheduler::find_work(Worker& w) {
             cpu_relax();
             if (i % 64 == 0 && std::chrono::steady_clock::now() > give_up) break;
         }
+        if (TaskHeader* task = steal_lifo(w)) return task;
         std::unique_lock lock(mutex_);
         // The tempting version checks the queues, then parks, and loses a
         // task queued in between. Here we first register as idle, then
@@ -340,8 +387,10 @@ TaskHeader* Scheduler::find_work(Worker& w) {
         //    change and wakes a worker, or we read its task and do not
         //    park. Both may happen; neither is impossible (Dekker's
         //    argument, as in notify_if_needed() and stop_searching()).
-        //  - the LIFO slots: a worker empties its own before it comes
-        //    here, and no other thread fills it.
+        //  - the LIFO slots, filled without the lock: the same argument,
+        //    as a fill announces itself as a push does (schedule_local()).
+        //    A full slot keeps us searching, not parked: steal_lifo()
+        //    takes it at the end of the next round if its owner is stuck.
         if (exit_.load(std::memory_order_relaxed)) break;
         if (TaskHeader* task = pop_locked(w)) return task;
         idle_.push_back(&w);  // reserved: cannot throw
