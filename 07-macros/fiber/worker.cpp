@@ -25,6 +25,9 @@ namespace {
 // spins in the same range; Tokio does not spin at all but searches the
 // other workers' queues once before it parks.
 constexpr auto kSpin = std::chrono::microseconds(30);
+// How long a worker that watches the LIFO slots sleeps between two looks
+// (nap()): a task stranded behind a long one waits about two of them.
+constexpr auto kLifoLook = std::chrono::microseconds(500);
 
 // How many tasks a worker runs between two looks at the reactor, and at
 // the injection queue before its own queue. Tokio's number
@@ -167,11 +170,7 @@ TaskHeader* Scheduler::next_task(Worker& w) {
         std::lock_guard lock(mutex_);
         if (TaskHeader* task = pop_locked(w)) return task;
     }
-    // Look before the exchange: an empty slot costs no locked instruction.
-    // A thief may empty it between the two; the exchange decides.
-    if (TaskHeader* task = w.lifo.load(std::memory_order_relaxed)
-                               ? w.lifo.exchange(nullptr, std::memory_order_acquire)
-                               : nullptr) {
+    if (TaskHeader* task = take_lifo(w)) {
         if (w.lifo_runs < kMaxLifoRuns) {
             ++w.lifo_runs;
             return task;
@@ -186,14 +185,35 @@ TaskHeader* Scheduler::next_task(Worker& w) {
     return find_work(w);
 }
 
+// Empties w's own LIFO slot. Look before the exchange: an empty slot costs
+// no locked instruction. A thief may empty it between the two; the
+// exchange decides. With one worker there is no thief: no exchange.
+TaskHeader* Scheduler::take_lifo(Worker& w) {
+    TaskHeader* task = w.lifo.load(std::memory_order_relaxed);
+    if (!task) return nullptr;
+    if (workers_.size() == 1) {
+        w.lifo.store(nullptr, std::memory_order_relaxed);
+        return task;
+    }
+    return w.lifo.exchange(nullptr, std::memory_order_acquire);
+}
+
 // Puts a task made ready on worker w. `lifo`: the running task woke it, so
 // it runs next, and the task it displaces from the slot goes to the queue.
 void Scheduler::schedule_local(Worker& w, TaskHeader& task, bool lifo) {
     TaskHeader* queued = &task;
     if (lifo) {
-        // release: a thief that takes the task (acquire) sees it as we
-        // left it. We get back our own last fill, or nothing if taken.
-        queued = w.lifo.exchange(&task, std::memory_order_acq_rel);
+        if (workers_.size() == 1) {  // no thief, and nobody to wake
+            queued = w.lifo.load(std::memory_order_relaxed);
+            w.lifo.store(&task, std::memory_order_relaxed);
+            if (queued) push_local(w, *queued);
+            return;
+        }
+        // We get back our own last fill, or nothing if a thief took it.
+        // Release: a thief that takes the task (acquire) sees it as we
+        // left it. Sequentially consistent: the fence that notify_if_needed()
+        // puts between a push and its look at the idle counts.
+        queued = w.lifo.exchange(&task, std::memory_order_seq_cst);
     }
     if (queued) {
         push_local(w, *queued);  // notifies, as below
@@ -203,10 +223,10 @@ void Scheduler::schedule_local(Worker& w, TaskHeader& task, bool lifo) {
     // the running task suspends". But the running task may not suspend
     // for a long time (it computes, or blocks its thread), and then the
     // task waits here while other workers sleep. So the slot is announced
-    // like any push: someone searching, or every worker busy, costs one
-    // fence and one load; only when all idle workers are asleep is one
-    // woken, and while it searches the next fills wake nobody.
-    notify_if_needed();
+    // like any push: someone searching (or napping, see nap()), or every
+    // worker busy, costs one fence and one load; only when all idle
+    // workers are asleep is one woken, and it stays to watch the slots.
+    notify_if_needed(true);
 }
 
 void Scheduler::push_local(Worker& w, TaskHeader& task) {
@@ -259,6 +279,13 @@ void Scheduler::drain(Worker& w) {
     while (TaskHeader* task = w.queue.pop()) push_locked(*task, false);
 }
 
+bool Scheduler::any_queued_work() const noexcept {
+    for (const auto& w : workers_) {
+        if (!w->queue.empty()) return true;
+    }
+    return false;
+}
+
 bool Scheduler::any_local_work() const noexcept {
     for (const auto& w : workers_) {
         if (!w->queue.empty() || w->lifo.load(std::memory_order_relaxed)) return true;
@@ -268,15 +295,24 @@ bool Scheduler::any_local_work() const noexcept {
 
 // The pusher's half of the parking protocol (see find_work()). The task is
 // in a queue already; is a worker asleep that should come and take it?
-void Scheduler::notify_if_needed() {
+void Scheduler::notify_if_needed(bool lifo_fill) {
     if (workers_.size() == 1) return;  // nobody else to wake
     // seq_cst fence between our store (the task, published in the ring) and
-    // our load (the counts): see the argument in find_work().
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    const std::uint32_t s = idle_state_.load(std::memory_order_relaxed);
+    // our load (the counts): see the argument in find_work(). A fill's
+    // exchange was sequentially consistent itself, and so is our load.
+    if (!lifo_fill) std::atomic_thread_fence(std::memory_order_seq_cst);
+    const std::uint32_t s = idle_state_.load(std::memory_order_seq_cst);
     // Someone searches and will find it, or every worker is awake: nobody
-    // to wake, and no lock taken. That is the path of a busy executor.
-    if (s % kOneAsleep != 0 || s / kOneAsleep == 0) return;
+    // to wake, and no lock taken. That is the path of a busy executor. A
+    // napper counts as searching; a task in a queue should not wait for
+    // its nap to end, but a fill of a LIFO slot is what it watches for.
+    if (s % kOneAsleep != 0) {
+        if (!lifo_fill) {
+            if (Worker* napper = napper_.load(std::memory_order_relaxed)) napper->parker.unpark();
+        }
+        return;
+    }
+    if (s / kOneAsleep == 0) return;
     std::lock_guard lock(mutex_);
     notify_locked();
 }
@@ -347,6 +383,24 @@ TaskHeader* Scheduler::steal_lifo(Worker& w) {
     return nullptr;
 }
 
+// Only LIFO slots hold tasks, and their owners are running: in all
+// likelihood a task and the one it woke pass messages, and the owner will
+// run the woken one in a moment. Spinning until it does would take a core
+// from them; parking until the next fill would cost a wake-up per message.
+// So one worker naps: it sleeps kLifoLook, still counted as searching (a
+// fill wakes nobody), then searches again, and steal_lifo() takes the
+// task of an owner whose tick has not moved since its last look. A push
+// to a queue does not wait for the nap to end: it unparks the napper
+// (notify_if_needed(), notify_locked()).
+void Scheduler::nap(Worker& w) {
+    // Our napper_ store (made under mutex_), then this fence, then a look
+    // at the queues; a pusher publishes its task, fences, then reads
+    // napper_. Either it unparks us or we see its task (Dekker, as above).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (!any_queued_work() && !exit_.load(std::memory_order_relaxed)) w.parker.park_for(kLifoLook);
+    napper_.store(nullptr, std::memory_order_relaxed);
+}
+
 // The idle path, all in one place: nothing was ready. Search a little,
 // then park until a wake (or the end of run()) unparks us.
 TaskHeader* Scheduler::find_work(Worker& w) {
@@ -389,20 +443,27 @@ TaskHeader* Scheduler::find_work(Worker& w) {
         //    argument, as in notify_if_needed() and stop_searching()).
         //  - the LIFO slots, filled without the lock: the same argument,
         //    as a fill announces itself as a push does (schedule_local()).
-        //    A full slot keeps us searching, not parked: steal_lifo()
-        //    takes it at the end of the next round if its owner is stuck.
+        //    A full slot is watched, not left: we nap (below) unless
+        //    another worker does already.
         if (exit_.load(std::memory_order_relaxed)) break;
         if (TaskHeader* task = pop_locked(w)) return task;
         idle_.push_back(&w);  // reserved: cannot throw
         idle_state_.fetch_add(kOneAsleep - (w.searching ? kOneSearching : 0));
         w.searching = false;
         std::atomic_thread_fence(std::memory_order_seq_cst);
-        if (any_local_work()) {
+        const bool queued = any_queued_work();
+        Worker* none = nullptr;
+        if (queued || (any_local_work() &&
+                       napper_.compare_exchange_strong(none, &w, std::memory_order_relaxed))) {
             // Not idle after all. We are still at the back of idle_: we
             // have held the lock since we pushed ourselves.
             idle_.pop_back();
             idle_state_.fetch_add(kOneSearching - kOneAsleep);
             w.searching = true;
+            if (!queued) {
+                lock.unlock();
+                nap(w);
+            }
             continue;  // search (and steal) again
         }
         lock.unlock();
