@@ -89,7 +89,8 @@ void Parker::park() noexcept {
 
 void Parker::park_for(std::chrono::microseconds limit) noexcept {
     std::unique_lock lock(mutex_);
-    cv_.wait_for(lock, limit, [this] { return state_.load(std::memory_order_relaxed) == kNotified; });
+    cv_.wait_for(lock, limit,
+                 [this] { return state_.load(std::memory_order_relaxed) == kNotified; });
     state_.store(kEmpty, std::memory_order_relaxed);
 }
 
