@@ -75,6 +75,7 @@ Scheduler::Scheduler(std::size_t workers, bool shared_queue) : shared_queue_(sha
     for (std::size_t i = 0; i < workers; ++i) {
         workers_.push_back(std::make_unique<Worker>());
         workers_.back()->scheduler = this;
+        workers_.back()->seen_tick.resize(workers);  // a thief's notes: see steal_lifo()
     }
     idle_.reserve(workers);
     threads_.reserve(workers);
@@ -352,7 +353,11 @@ void Scheduler::notify_locked() {
     // The fence orders our push (the queue, or queued_) before this load,
     // as the parking protocol needs: see find_work() in worker.cpp.
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (idle_state_.load(std::memory_order_relaxed) % kOneAsleep > 0) return;
+    if (idle_state_.load(std::memory_order_relaxed) % kOneAsleep > 0) {
+        // A napper counts as searching, but sleeps: wake it (worker.cpp, nap()).
+        if (Worker* napper = napper_.load(std::memory_order_relaxed)) napper->parker.unpark();
+        return;
+    }
     if (idle_.empty()) {
         // Every started worker is busy: start the next one, if any is left.
         // It starts as a searcher, so the next wake leaves it be.
@@ -380,6 +385,7 @@ void Scheduler::finish_locked() {
     exit_.store(true, std::memory_order_relaxed);  // spinning workers see it and leave
     for (Worker* w : idle_) w->parker.unpark();
     idle_.clear();
+    if (Worker* napper = napper_.load(std::memory_order_relaxed)) napper->parker.unpark();
 }
 
 void Scheduler::stop() {

@@ -3,6 +3,7 @@
 
 #ifdef __linux__
 #include <climits>
+#include <ctime>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -21,6 +22,15 @@ namespace {
 void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected) {
     syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT_PRIVATE, expected,
             nullptr, nullptr, 0);
+}
+
+void futex_wait_for(std::atomic<std::uint32_t>& word, std::uint32_t expected,
+                    std::chrono::microseconds limit) {
+    timespec relative{};
+    relative.tv_sec = static_cast<time_t>(limit.count() / 1000000);
+    relative.tv_nsec = static_cast<long>(limit.count() % 1000000 * 1000);
+    syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT_PRIVATE, expected,
+            &relative, nullptr, 0);
 }
 
 void futex_wake(std::atomic<std::uint32_t>& word) {
@@ -48,6 +58,19 @@ void Parker::park() noexcept {
     }
 }
 
+void Parker::park_for(std::chrono::microseconds limit) noexcept {
+    std::uint32_t expected = kNotified;
+    if (state_.compare_exchange_strong(expected, kEmpty, std::memory_order_acquire)) return;
+    expected = kEmpty;
+    if (state_.compare_exchange_strong(expected, kParked, std::memory_order_acquire)) {
+        // Returns on a wake, at the limit, or early (a signal): all the same
+        // to a caller that looks around and decides again.
+        futex_wait_for(state_, kParked, limit);
+    }
+    // Back to empty, taking the token if one came meanwhile.
+    state_.exchange(kEmpty, std::memory_order_acquire);
+}
+
 void Parker::unpark() noexcept {
     // Only a sleeper needs the system call; a token for a thread that is
     // still awake costs one atomic exchange.
@@ -61,6 +84,13 @@ void Parker::park() noexcept {
     // The token is checked and the sleep begun under the mutex that
     // unpark() holds to leave it: no unpark can fall in between.
     cv_.wait(lock, [this] { return state_.load(std::memory_order_relaxed) == kNotified; });
+    state_.store(kEmpty, std::memory_order_relaxed);
+}
+
+void Parker::park_for(std::chrono::microseconds limit) noexcept {
+    std::unique_lock lock(mutex_);
+    cv_.wait_for(lock, limit,
+                 [this] { return state_.load(std::memory_order_relaxed) == kNotified; });
     state_.store(kEmpty, std::memory_order_relaxed);
 }
 

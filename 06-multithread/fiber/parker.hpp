@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 
 #ifndef __linux__
@@ -21,6 +22,9 @@ class Parker {
 public:
     /// Sleeps until the token is there, then takes it. No spurious return.
     void park() noexcept;
+    /// The same, but for at most `limit`; it may also return early. Takes
+    /// the token if there is one.
+    void park_for(std::chrono::microseconds limit) noexcept;
     /// Leaves the token and wakes the owner if it sleeps.
     void unpark() noexcept;
 

@@ -112,14 +112,18 @@ private:
     TaskHeader* find_work_shared(Worker& w);            // the same with the shared queue
     TaskHeader* search(Worker& w);                      // injection queue, then steal
     TaskHeader* steal(Worker& w);                       // half of another worker's queue
+    TaskHeader* steal_lifo(Worker& w);                  // a stuck worker's LIFO slot
+    TaskHeader* take_lifo(Worker& w);                   // w's own LIFO slot
     TaskHeader* take_injected(Worker& w);               // a batch into w's local queue
     TaskHeader* run_task(Worker& w, TaskHeader& task);  // returns a task to run again now
     void schedule_local(Worker& w, TaskHeader& task, bool lifo);
-    void push_local(Worker& w, TaskHeader& task);  // w's queue; overflows to injection
-    void stop_searching(Worker& w);                // found work: maybe hand the search on
-    bool any_local_work() const noexcept;          // some worker's local queue is not empty
-    void notify_if_needed();                       // lock-free check, then notify_locked()
-    void drain(Worker& w);                         // run() is over: local tasks to injection
+    void push_local(Worker& w, TaskHeader& task);   // w's queue; overflows to injection
+    void stop_searching(Worker& w);                 // found work: maybe hand the search on
+    bool any_local_work() const noexcept;           // a local queue or a LIFO slot is not empty
+    bool any_queued_work() const noexcept;          // a local queue is not empty
+    void nap(Worker& w);                            // watch the LIFO slots, asleep a little
+    void notify_if_needed(bool lifo_fill = false);  // lock-free check, then notify_locked()
+    void drain(Worker& w);                          // run() is over: local tasks to injection
     // executor.cpp: the injection queue and the counts, under mutex_.
     bool make_ready(TaskHeader& task);                       // true: the caller must queue it
     void push_locked(TaskHeader& task, bool notify = true);  // caller holds mutex_
@@ -141,6 +145,10 @@ private:
     static constexpr std::uint32_t kOneSearching = 1;
     static constexpr std::uint32_t kOneAsleep = 1u << 16;
     std::atomic<std::uint32_t> idle_state_{0};
+    // The worker that watches the LIFO slots (see nap() in worker.cpp), if
+    // one does. Set under mutex_ by the napper, cleared by it after its
+    // nap; read by pushers, which unpark it rather than let a task wait.
+    std::atomic<Worker*> napper_{nullptr};
     const bool shared_queue_;  // every task through the injection queue
 
     std::mutex mutex_;            // guards every member below

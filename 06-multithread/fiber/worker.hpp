@@ -3,7 +3,9 @@
 // worker.cpp; executor.cpp needs the struct for wakes and the Waker count.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <vector>
 
 #include "fiber/parker.hpp"
 #include "fiber/run_queue.hpp"
@@ -19,13 +21,19 @@ struct Worker {
     RunQueue<TaskHeader> queue;
     // The task the running task woke last: it runs next, while what the
     // two share is still in this core's cache (a message and its reply).
-    // Not stealable: this worker always empties it before it looks for
-    // other work or parks, so no task can be stranded here. The price, as
-    // in Tokio: if the running task blocks its thread (it should not), the
-    // task in the slot waits with it.
-    TaskHeader* lifo = nullptr;
-    unsigned lifo_runs = 0;         // tasks run from `lifo` in a row
-    unsigned tick = 0;              // tasks run, for the periodic looks (reactor, injection)
+    // Filled only by this thread; emptied by this thread, or by a thief
+    // when the running task has kept this worker for a whole search (it
+    // computes without awaiting, or blocks its thread): see steal_lifo().
+    // Both take it with an exchange, so exactly one of them gets the task.
+    std::atomic<TaskHeader*> lifo = nullptr;
+    unsigned lifo_runs = 0;  // tasks run from `lifo` in a row
+    // Tasks run, for the periodic looks (reactor, injection). Written by
+    // this thread only; thieves read it to tell a worker that is stuck in
+    // one task (the same tick at two looks) from a busy one.
+    std::atomic<unsigned> tick = 0;
+    // A thief's notes: each other worker's tick when we last saw a task in
+    // its LIFO slot. Sized when the worker is made; ours alone.
+    std::vector<unsigned> seen_tick;
     std::uint32_t rng = 0;          // picks the first victim to steal from
     TaskHeader* current = nullptr;  // the task being resumed, for current_waker()
     bool finished = false;          // the current task ran to its end

@@ -26,6 +26,9 @@ namespace {
 // spins in the same range; Tokio does not spin at all but searches the
 // other workers' queues once before it parks.
 constexpr auto kSpin = std::chrono::microseconds(30);
+// How long a worker that watches the LIFO slots sleeps between two looks
+// (nap()): a task stranded behind a long one waits about two of them.
+constexpr auto kLifoLook = std::chrono::microseconds(500);
 
 // How many tasks a worker runs between two looks at the reactor, and at
 // the injection queue before its own queue. Tokio's number
@@ -61,7 +64,10 @@ void Scheduler::work(Worker& w) {
         // are due, even while there is work, so that queues that never run
         // dry cannot starve the tasks waiting for I/O. find_work() does it
         // too, before it spins.
-        if (++w.tick % kPollInterval == 0) {
+        // Only we write tick: a load and a store, no read-modify-write.
+        const unsigned tick = w.tick.load(std::memory_order_relaxed) + 1;
+        w.tick.store(tick, std::memory_order_relaxed);
+        if (tick % kPollInterval == 0) {
             if (Reactor* reactor = polled_reactor()) reactor->poll_ready();
         }
         TaskHeader* again = run_task(w, *task);
@@ -152,7 +158,10 @@ TaskHeader* Scheduler::after_step(Worker& w, TaskHeader& task) {
         push_locked(task);  // behind them
         return nullptr;
     }
-    if (!w.lifo && w.queue.empty() && queued_.load(std::memory_order_relaxed) == 0) return &task;
+    if (!w.lifo.load(std::memory_order_relaxed) && w.queue.empty() &&
+        queued_.load(std::memory_order_relaxed) == 0) {
+        return &task;
+    }
     // Not to the LIFO slot: a task that yields asks to let the others run
     // first, and the slot would run it again next. To the back, as Tokio.
     push_local(w, task);
@@ -171,11 +180,12 @@ TaskHeader* Scheduler::next_task(Worker& w) {
     // Every kPollInterval tasks, the injection queue goes first: local work
     // that never runs dry must not starve tasks woken from other threads.
     // (Not before the first task: tick 0 is no turn of the interval.)
-    if (w.tick % kPollInterval == 0 && w.tick != 0 && queued_.load(std::memory_order_relaxed) > 0) {
+    const unsigned tick = w.tick.load(std::memory_order_relaxed);
+    if (tick % kPollInterval == 0 && tick != 0 && queued_.load(std::memory_order_relaxed) > 0) {
         std::lock_guard lock(mutex_);
         if (TaskHeader* task = pop_locked(w)) return task;
     }
-    if (TaskHeader* task = std::exchange(w.lifo, nullptr)) {
+    if (TaskHeader* task = take_lifo(w)) {
         if (w.lifo_runs < kMaxLifoRuns) {
             ++w.lifo_runs;
             return task;
@@ -190,17 +200,48 @@ TaskHeader* Scheduler::next_task(Worker& w) {
     return find_work(w);
 }
 
+// Empties w's own LIFO slot. Look before the exchange: an empty slot costs
+// no locked instruction. A thief may empty it between the two; the
+// exchange decides. With one worker there is no thief: no exchange.
+TaskHeader* Scheduler::take_lifo(Worker& w) {
+    TaskHeader* task = w.lifo.load(std::memory_order_relaxed);
+    if (!task) return nullptr;
+    if (workers_.size() == 1) {
+        w.lifo.store(nullptr, std::memory_order_relaxed);
+        return task;
+    }
+    return w.lifo.exchange(nullptr, std::memory_order_acquire);
+}
+
 // Puts a task made ready on worker w. `lifo`: the running task woke it, so
 // it runs next, and the task it displaces from the slot goes to the queue.
 void Scheduler::schedule_local(Worker& w, TaskHeader& task, bool lifo) {
     TaskHeader* queued = &task;
     if (lifo) {
-        queued = std::exchange(w.lifo, &task);
-        // No worker is woken for the slot: this worker runs it as soon as
-        // the running task suspends, and nobody else could take it.
-        if (!queued) return;
+        if (workers_.size() == 1) {  // no thief, and nobody to wake
+            queued = w.lifo.load(std::memory_order_relaxed);
+            w.lifo.store(&task, std::memory_order_relaxed);
+            if (queued) push_local(w, *queued);
+            return;
+        }
+        // We get back our own last fill, or nothing if a thief took it.
+        // Release: a thief that takes the task (acquire) sees it as we
+        // left it. Sequentially consistent: the fence that notify_if_needed()
+        // puts between a push and its look at the idle counts.
+        queued = w.lifo.exchange(&task, std::memory_order_seq_cst);
     }
-    push_local(w, *queued);
+    if (queued) {
+        push_local(w, *queued);  // notifies, as below
+        return;
+    }
+    // The tempting shortcut wakes nobody: "this worker runs it as soon as
+    // the running task suspends". But the running task may not suspend
+    // for a long time (it computes, or blocks its thread), and then the
+    // task waits here while other workers sleep. So the slot is announced
+    // like any push: someone searching (or napping, see nap()), or every
+    // worker busy, costs one fence and one load; only when all idle
+    // workers are asleep is one woken, and it stays to watch the slots.
+    notify_if_needed(true);
 }
 
 void Scheduler::push_local(Worker& w, TaskHeader& task) {
@@ -247,28 +288,46 @@ void Scheduler::drain(Worker& w) {
     // queue, where the next run() or the Executor's destructor finds it.
     // A thief racing us takes each task or leaves it: pop() decides.
     std::lock_guard lock(mutex_);
-    if (TaskHeader* task = std::exchange(w.lifo, nullptr)) push_locked(*task, false);
+    if (TaskHeader* task = w.lifo.exchange(nullptr, std::memory_order_acquire)) {
+        push_locked(*task, false);
+    }
     while (TaskHeader* task = w.queue.pop()) push_locked(*task, false);
 }
 
-bool Scheduler::any_local_work() const noexcept {
+bool Scheduler::any_queued_work() const noexcept {
     for (const auto& w : workers_) {
         if (!w->queue.empty()) return true;
     }
     return false;
 }
 
+bool Scheduler::any_local_work() const noexcept {
+    for (const auto& w : workers_) {
+        if (!w->queue.empty() || w->lifo.load(std::memory_order_relaxed)) return true;
+    }
+    return false;
+}
+
 // The pusher's half of the parking protocol (see find_work()). The task is
 // in a queue already; is a worker asleep that should come and take it?
-void Scheduler::notify_if_needed() {
+void Scheduler::notify_if_needed(bool lifo_fill) {
     if (workers_.size() == 1) return;  // nobody else to wake
     // seq_cst fence between our store (the task, published in the ring) and
-    // our load (the counts): see the argument in find_work().
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    const std::uint32_t s = idle_state_.load(std::memory_order_relaxed);
+    // our load (the counts): see the argument in find_work(). A fill's
+    // exchange was sequentially consistent itself, and so is our load.
+    if (!lifo_fill) std::atomic_thread_fence(std::memory_order_seq_cst);
+    const std::uint32_t s = idle_state_.load(std::memory_order_seq_cst);
     // Someone searches and will find it, or every worker is awake: nobody
-    // to wake, and no lock taken. That is the path of a busy executor.
-    if (s % kOneAsleep != 0 || s / kOneAsleep == 0) return;
+    // to wake, and no lock taken. That is the path of a busy executor. A
+    // napper counts as searching; a task in a queue should not wait for
+    // its nap to end, but a fill of a LIFO slot is what it watches for.
+    if (s % kOneAsleep != 0) {
+        if (!lifo_fill) {
+            if (Worker* napper = napper_.load(std::memory_order_relaxed)) napper->parker.unpark();
+        }
+        return;
+    }
+    if (s / kOneAsleep == 0) return;
     std::lock_guard lock(mutex_);
     notify_locked();
 }
@@ -316,6 +375,47 @@ TaskHeader* Scheduler::steal(Worker& w) {
     return nullptr;
 }
 
+// The last look of a search, before it parks: a task waiting in another
+// worker's LIFO slot. Taken only if that worker has run no other task since
+// our previous look (its tick has not moved), a whole search ago: it is
+// stuck in one long task. A slot that a message and its reply pass through
+// (filled and emptied a million times a second) is left alone, as Go's
+// thieves leave `runnext` to a running P for a moment before they steal it.
+TaskHeader* Scheduler::steal_lifo(Worker& w) {
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+        Worker& victim = *workers_[i];
+        if (&victim == &w || !victim.lifo.load(std::memory_order_relaxed)) continue;
+        const unsigned tick = victim.tick.load(std::memory_order_relaxed);
+        // A tick we had not seen: look again at the end of the next search.
+        if (std::exchange(w.seen_tick[i], tick) != tick) continue;
+        // The owner may take it back at this instant (next_task), or fill
+        // it again: each side exchanges, so exactly one gets each task.
+        // acquire: pairs with the release of the fill in schedule_local().
+        if (TaskHeader* task = victim.lifo.exchange(nullptr, std::memory_order_acquire)) {
+            return task;
+        }
+    }
+    return nullptr;
+}
+
+// Only LIFO slots hold tasks, and their owners are running: in all
+// likelihood a task and the one it woke pass messages, and the owner will
+// run the woken one in a moment. Spinning until it does would take a core
+// from them; parking until the next fill would cost a wake-up per message.
+// So one worker naps: it sleeps kLifoLook, still counted as searching (a
+// fill wakes nobody), then searches again, and steal_lifo() takes the
+// task of an owner whose tick has not moved since its last look. A push
+// to a queue does not wait for the nap to end: it unparks the napper
+// (notify_if_needed(), notify_locked()).
+void Scheduler::nap(Worker& w) {
+    // Our napper_ store (made under mutex_), then this fence, then a look
+    // at the queues; a pusher publishes its task, fences, then reads
+    // napper_. Either it unparks us or we see its task (Dekker, as above).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (!any_queued_work() && !exit_.load(std::memory_order_relaxed)) w.parker.park_for(kLifoLook);
+    napper_.store(nullptr, std::memory_order_relaxed);
+}
+
 // The idle path, all in one place: nothing was ready. Search a little,
 // then park until a wake (or the end of run()) unparks us.
 TaskHeader* Scheduler::find_work(Worker& w) {
@@ -341,6 +441,7 @@ TaskHeader* Scheduler::find_work(Worker& w) {
             cpu_relax();
             if (i % 64 == 0 && std::chrono::steady_clock::now() > give_up) break;
         }
+        if (TaskHeader* task = steal_lifo(w)) return task;
         std::unique_lock lock(mutex_);
         // The tempting version checks the queues, then parks, and loses a
         // task queued in between. Here we first register as idle, then
@@ -355,20 +456,29 @@ TaskHeader* Scheduler::find_work(Worker& w) {
         //    change and wakes a worker, or we read its task and do not
         //    park. Both may happen; neither is impossible (Dekker's
         //    argument, as in notify_if_needed() and stop_searching()).
-        //  - the LIFO slots: a worker empties its own before it comes
-        //    here, and no other thread fills it.
+        //  - the LIFO slots, filled without the lock: the same argument,
+        //    as a fill announces itself as a push does (schedule_local()).
+        //    A full slot is watched, not left: we nap (below) unless
+        //    another worker does already.
         if (exit_.load(std::memory_order_relaxed)) break;
         if (TaskHeader* task = pop_locked(w)) return task;
         idle_.push_back(&w);  // reserved: cannot throw
         idle_state_.fetch_add(kOneAsleep - (w.searching ? kOneSearching : 0));
         w.searching = false;
         std::atomic_thread_fence(std::memory_order_seq_cst);
-        if (any_local_work()) {
+        const bool queued = any_queued_work();
+        Worker* none = nullptr;
+        if (queued || (any_local_work() &&
+                       napper_.compare_exchange_strong(none, &w, std::memory_order_relaxed))) {
             // Not idle after all. We are still at the back of idle_: we
             // have held the lock since we pushed ourselves.
             idle_.pop_back();
             idle_state_.fetch_add(kOneSearching - kOneAsleep);
             w.searching = true;
+            if (!queued) {
+                lock.unlock();
+                nap(w);
+            }
             continue;  // search (and steal) again
         }
         lock.unlock();
