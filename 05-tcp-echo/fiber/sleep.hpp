@@ -60,7 +60,8 @@ private:
 };
 
 /// `co_await fiber::sleep_for(100ms);` A duration too long for the clock
-/// sleeps for ever; zero or negative does not suspend.
+/// sleeps for ever; zero or negative does not wait (but yields once the
+/// task has spent its budget: fiber/budget.hpp).
 template <typename Rep, typename Period>
 Sleep sleep_for(std::chrono::duration<Rep, Period> d) {
     return Sleep(detail::deadline_after(d));

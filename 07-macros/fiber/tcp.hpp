@@ -29,7 +29,9 @@ namespace fiber {
 class TcpStream {
 public:
     /// Connects without blocking the thread; the task waits until the
-    /// connection is set up or refused. Must run inside a task.
+    /// connection is set up or refused. Must run inside a task. Cancelled
+    /// (a timeout, a select), it closes the socket: the peer may have seen
+    /// the connection open and close.
     static Task<TcpStream> connect(SocketAddress address);
     static Task<TcpStream> connect(std::string_view address) {
         return connect(SocketAddress::parse(address));
