@@ -300,7 +300,8 @@ void Scheduler::notify_if_needed(bool lifo_fill) {
     // its nap to end, but a fill of a LIFO slot is what it watches for.
     if (s % kOneAsleep != 0) {
         if (!lifo_fill) {
-            if (Worker* napper = napper_.load(std::memory_order_relaxed)) napper->parker.unpark();
+            if (Worker* napper = napper_.load(std::memory_order_relaxed))
+                napper->nap_parker.unpark();
         }
         return;
     }
@@ -389,7 +390,8 @@ void Scheduler::nap(Worker& w) {
     // at the queues; a pusher publishes its task, fences, then reads
     // napper_. Either it unparks us or we see its task (Dekker, as above).
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (!any_queued_work() && !exit_.load(std::memory_order_relaxed)) w.parker.park_for(kLifoLook);
+    if (!any_queued_work() && !exit_.load(std::memory_order_relaxed))
+        w.nap_parker.park_for(kLifoLook);
     napper_.store(nullptr, std::memory_order_relaxed);
 }
 

@@ -17,6 +17,10 @@ namespace fiber::detail {
 struct Worker {
     Scheduler* scheduler = nullptr;
     Parker parker;
+    // Where this worker naps while it watches the LIFO slots (nap()). Not
+    // `parker`: a napper's wake may come late, after the worker has parked
+    // in idle_, and would wake it there with nobody having taken it out.
+    Parker nap_parker;
     // Tasks made ready on this worker. Thieves take from it (see RunQueue).
     RunQueue<TaskHeader> queue;
     // The task the running task woke last: it runs next, while what the

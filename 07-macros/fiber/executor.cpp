@@ -432,7 +432,7 @@ void Scheduler::notify_locked() {
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (idle_state_.load(std::memory_order_relaxed) % kOneAsleep > 0) {
         // A napper counts as searching, but sleeps: wake it (worker.cpp, nap()).
-        if (Worker* napper = napper_.load(std::memory_order_relaxed)) napper->parker.unpark();
+        if (Worker* napper = napper_.load(std::memory_order_relaxed)) napper->nap_parker.unpark();
         return;
     }
     if (idle_.empty()) {
@@ -462,7 +462,7 @@ void Scheduler::finish_locked() {
     exit_.store(true, std::memory_order_relaxed);  // spinning workers see it and leave
     for (Worker* w : idle_) w->parker.unpark();
     idle_.clear();
-    if (Worker* napper = napper_.load(std::memory_order_relaxed)) napper->parker.unpark();
+    if (Worker* napper = napper_.load(std::memory_order_relaxed)) napper->nap_parker.unpark();
 }
 
 void Scheduler::stop() {
