@@ -173,7 +173,14 @@ private:
     // waits in `removed_`.
     bool polling_ = false;
     std::vector<PollEvent> events_ = std::vector<PollEvent>(256);
-    std::vector<Waker> wake_;  // dispatched, to wake outside the lock
+    // Dispatched, to wake outside the lock. Room for 64 from the start: a
+    // turn that wakes fewer never allocates, so a worker that polls between
+    // two steps of a task never fails for memory that task did not ask for.
+    std::vector<Waker> wake_ = [] {
+        std::vector<Waker> room;
+        room.reserve(64);
+        return room;
+    }();
     std::vector<std::shared_ptr<IoSource>> removed_;
     std::size_t removals_ = 0;  // every kNotifyAfterRemovals, someone polls
     // The executor found nothing to run: the reactor thread may block in
